@@ -1,0 +1,117 @@
+"""Typed tokenizer config and its presets.
+
+Presets (``TokenizerConfig.preset(name)``):
+
+- ``tiny``: what the tests use; 17x32x32 -> 5x8x8 tokens, 2^8 vocabulary.
+- ``small``: a CPU-trainable video+image tokenizer (shipped default size).
+- ``image-128``: the paper's 128x128 image tokenizer: base 128 channels,
+  multipliers (1, 2, 2, 4), 18 bits, 2D kernels (temporal kernel 1).
+- ``image-256``: 256x256 images, one more spatial stage -> 16x16 tokens.
+- ``video-17x128``: the paper's UCF-101 / K600 tokenizer: 17x128x128 -> 5x16x16, 2^18.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from magvit2.config.base import Config
+
+__all__ = ["QuantizerConfig", "TokenizerConfig"]
+
+
+@dataclass
+class QuantizerConfig(Config):
+    """Lookup-free quantizer settings (see :class:`magvit2.quantizers.LFQ`)."""
+
+    entropy_weight: float = 0.1  #: weight of the entropy penalty
+    commitment_weight: float = 0.25  #: weight of MSE(z, sg(q))
+    temperature: float = 0.01  #: tau in q(c|z) = softmax(2 z.c / tau)
+    gamma: float = 1.0  #: weight of the codebook-entropy term inside the penalty
+    entropy_mode: str = "exact"  #: "exact" joint codebook entropy or "grouped" approximation
+    group_bits: int = 9  #: bits per group when combining per-group distributions
+
+
+@dataclass
+class TokenizerConfig(Config):
+    """Causal 3D CNN tokenizer with LFQ.
+
+    The encoder has ``len(channel_multipliers)`` stages; every stage but the
+    last ends in a 2x spatial downsampling, so the spatial factor is
+    ``2 ** (len(channel_multipliers) - 1)``. ``temporal_downsample[i]`` says
+    whether that downsampling also halves time (causally: ``t -> (t-1)//2 + 1``).
+    """
+
+    in_channels: int = 3
+    base_channels: int = 128
+    channel_multipliers: tuple[int, ...] = (1, 2, 2, 4)
+    num_res_blocks: int = 4  #: residual blocks per stage (and at the bottleneck)
+    temporal_downsample: tuple[bool, ...] = (False, True, True)
+    temporal_kernel: int = 3  #: 1 gives a pure image model (2D kernels)
+    num_groups: int = 32  #: GroupNorm groups
+    bits: int = 18  #: latent channels = bits per token; vocabulary 2^bits
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+
+    def __post_init__(self) -> None:
+        n_down = len(self.channel_multipliers) - 1
+        if len(self.temporal_downsample) != n_down:
+            raise ValueError(
+                f"temporal_downsample needs {n_down} entries (one per downsampling), got {len(self.temporal_downsample)}"
+            )
+        if self.temporal_kernel < 1 or (any(self.temporal_downsample) and self.temporal_kernel < 2):
+            raise ValueError("temporal_kernel must be >= 1, and >= 2 when time is downsampled")
+        if not 1 <= self.bits <= 62:
+            raise ValueError(f"bits must be in [1, 62], got {self.bits}")
+
+    @property
+    def spatial_factor(self) -> int:
+        return 2 ** (len(self.channel_multipliers) - 1)
+
+    @property
+    def temporal_factor(self) -> int:
+        return 2 ** sum(bool(x) for x in self.temporal_downsample)
+
+    @property
+    def codebook_size(self) -> int:
+        return 2**self.bits
+
+    def latent_shape(self, t: int, h: int, w: int) -> tuple[int, int, int]:
+        """Token grid ``(t', h', w')`` for a ``t x h x w`` input (after the frame check)."""
+        self.check_frames(t)
+        f = self.spatial_factor
+        if h % f or w % f:
+            raise ValueError(f"height and width must be multiples of {f}, got {h}x{w}")
+        return (1 + (t - 1) // self.temporal_factor, h // f, w // f)
+
+    def check_frames(self, t: int) -> None:
+        k = self.temporal_factor
+        if t < 1 or (t - 1) % k:
+            raise ValueError(f"frame count must be 1 (an image) or 1 + {k}k (e.g. {1 + k}, {1 + 2 * k}, {1 + 4 * k}), got {t}")
+
+
+@TokenizerConfig.register_preset("tiny")
+def _tiny() -> TokenizerConfig:
+    return TokenizerConfig(base_channels=16, channel_multipliers=(1, 2, 2), num_res_blocks=1,
+                           temporal_downsample=(True, True), num_groups=8, bits=8)
+
+
+@TokenizerConfig.register_preset("small")
+def _small() -> TokenizerConfig:
+    return TokenizerConfig(base_channels=32, channel_multipliers=(1, 2, 2, 4), num_res_blocks=1,
+                           temporal_downsample=(False, True, True), num_groups=8, bits=12)
+
+
+@TokenizerConfig.register_preset("image-128")
+def _image_128() -> TokenizerConfig:
+    return TokenizerConfig(base_channels=128, channel_multipliers=(1, 2, 2, 4), num_res_blocks=4,
+                           temporal_downsample=(False, False, False), temporal_kernel=1, bits=18)
+
+
+@TokenizerConfig.register_preset("image-256")
+def _image_256() -> TokenizerConfig:
+    return TokenizerConfig(base_channels=128, channel_multipliers=(1, 1, 2, 2, 4), num_res_blocks=4,
+                           temporal_downsample=(False, False, False, False), temporal_kernel=1, bits=18)
+
+
+@TokenizerConfig.register_preset("video-17x128")
+def _video_17x128() -> TokenizerConfig:
+    return TokenizerConfig(base_channels=128, channel_multipliers=(1, 2, 2, 4), num_res_blocks=4,
+                           temporal_downsample=(False, True, True), temporal_kernel=3, bits=18)

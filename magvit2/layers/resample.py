@@ -1,0 +1,55 @@
+"""Resampling: strided causal convolution down, depth-to-space up.
+
+Shape letters: b batch, c channels, t frames, h height, w width.
+"""
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from magvit2.layers.conv import CausalConv3d
+
+__all__ = ["Downsample", "DepthToSpaceUpsample"]
+
+
+class Downsample(nn.Module):
+    """Strided causal conv: space by 2 and optionally time by 2.
+
+    Time: ``t -> (t - 1) // 2 + 1`` so 17 -> 9 -> 5 and 1 -> 1.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, time: bool, temporal_kernel: int = 3) -> None:
+        super().__init__()
+        kt = temporal_kernel
+        if time and kt < 2:
+            raise ValueError("temporal downsampling needs a temporal kernel of at least 2")
+        self.time = time
+        self.conv = CausalConv3d(in_channels, out_channels, (kt, 3, 3), stride=(2 if time else 1, 2, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if h % 2 or w % 2:
+            raise ValueError(f"spatial size must be even to downsample, got {h}x{w}")
+        return self.conv(x)
+
+
+class DepthToSpaceUpsample(nn.Module):
+    """A causal conv to ``c_out * r_t * 4`` channels, then depth-to-space.
+
+    Space is upsampled by 2; time by ``r_t = 2`` when ``time`` is set, after
+    which the first frame is dropped (it would precede frame 0): ``t -> 2t - 1``,
+    so 5 -> 9 -> 17 and 1 -> 1.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, time: bool, temporal_kernel: int = 3) -> None:
+        super().__init__()
+        self.rt = 2 if time else 1
+        self.conv = CausalConv3d(in_channels, out_channels * self.rt * 4, (temporal_kernel, 3, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        x = rearrange(x, "b (c pt ph pw) t h w -> b c (t pt) (h ph) (w pw)", pt=self.rt, ph=2, pw=2)
+        if self.rt > 1:
+            x = x[:, :, self.rt - 1 :]
+        return x

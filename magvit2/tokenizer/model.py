@@ -1,0 +1,140 @@
+"""VideoTokenizer: causal 3D CNN encoder, lookup-free quantizer, decoder.
+
+Shape letters: b batch, c=3 colour channels, t frames, h height, w width,
+d latent bits, and t', h', w' the token grid.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from magvit2.config.tokenizer import TokenizerConfig
+from magvit2.quantizers import LFQ, LFQOutput
+from magvit2.quantizers.entropy import ReduceHook
+from magvit2.tokenizer.decoder import Decoder
+from magvit2.tokenizer.encoder import Encoder
+
+__all__ = ["VideoTokenizer", "TokenizerOutput", "CheckpointError"]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT = "magvit2.VideoTokenizer"
+
+
+class CheckpointError(ValueError):
+    """A path is not a loadable magvit2 checkpoint directory."""
+
+
+class TokenizerOutput(NamedTuple):
+    reconstruction: torch.Tensor  #: [b, c, t, h, w]
+    indices: torch.Tensor  #: [b, t', h', w'] int64 tokens
+    quantizer: LFQOutput  #: quantized latent, losses, entropies
+    latent: torch.Tensor  #: [b, d, t', h', w'] encoder output before quantization
+
+
+class VideoTokenizer(nn.Module):
+    """MAGVIT-2 tokenizer. Images are one-frame videos and share the vocabulary.
+
+    >>> tok = VideoTokenizer(TokenizerConfig.preset("tiny"))
+    >>> idx = tok.encode(torch.zeros(1, 3, 17, 32, 32))   # [1, 5, 8, 8]
+    >>> rec = tok.decode(idx)                              # [1, 3, 17, 32, 32]
+    """
+
+    def __init__(self, config: TokenizerConfig | None = None, reduce_hook: ReduceHook | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else TokenizerConfig()
+        q = self.config.quantizer
+        self.encoder = Encoder(self.config)
+        self.quantizer = LFQ(bits=self.config.bits, entropy_weight=q.entropy_weight,
+                             commitment_weight=q.commitment_weight, temperature=q.temperature, gamma=q.gamma,
+                             entropy_mode=q.entropy_mode, group_bits=q.group_bits, reduce_hook=reduce_hook)
+        self.decoder = Decoder(self.config)
+
+    # ----- checks ---------------------------------------------------------
+    def _check_video(self, video: torch.Tensor) -> None:
+        if video.ndim != 5 or video.shape[1] != self.config.in_channels:
+            raise ValueError(f"expected a video [b, {self.config.in_channels}, t, h, w], got shape {tuple(video.shape)}")
+        self.config.latent_shape(*video.shape[2:])  # frame and size contract
+
+    # ----- encoding -------------------------------------------------------
+    def encode_latent(self, video: torch.Tensor) -> torch.Tensor:
+        """``[b, c, t, h, w]`` in [-1, 1] -> continuous latent ``[b, d, t', h', w']``."""
+        self._check_video(video)
+        return self.encoder(video)
+
+    def quantize(self, latent: torch.Tensor, mask: torch.Tensor | None = None,
+                 entropy_weight: float | None = None) -> LFQOutput:
+        return self.quantizer(latent, mask=mask, entropy_weight=entropy_weight)
+
+    @torch.no_grad()
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        """``[b, c, t, h, w]`` -> tokens ``[b, t', h', w']`` (t == 1 or 1 + 4k for video presets)."""
+        z = self.encode_latent(video)
+        return self.quantizer.codes_to_indices(z)
+
+    # ----- decoding -------------------------------------------------------
+    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """Quantized latent ``[b, d, t', h', w']`` (±1) -> video ``[b, c, t, h, w]``."""
+        if codes.ndim != 5 or codes.shape[1] != self.config.bits:
+            raise ValueError(f"expected codes [b, {self.config.bits}, t', h', w'], got shape {tuple(codes.shape)}")
+        return self.decoder(codes)
+
+    @torch.no_grad()
+    def decode(self, indices: torch.Tensor) -> torch.Tensor:
+        """Tokens ``[b, t', h', w']`` -> video ``[b, c, t, h, w]``."""
+        if indices.ndim != 4:
+            raise ValueError(f"expected tokens [b, t', h', w'], got shape {tuple(indices.shape)}")
+        if indices.dtype.is_floating_point:
+            raise ValueError(f"expected integer tokens, got {indices.dtype}")
+        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.config.codebook_size):
+            raise ValueError(f"tokens must lie in [0, {self.config.codebook_size}), got [{int(indices.min())}, {int(indices.max())}]")
+        dtype = next(self.parameters()).dtype
+        return self.decode_codes(self.quantizer.indices_to_codes(indices, dtype=dtype))
+
+    # ----- training forward -----------------------------------------------
+    def forward(self, video: torch.Tensor, entropy_weight: float | None = None) -> TokenizerOutput:
+        z = self.encode_latent(video)
+        q = self.quantize(z, entropy_weight=entropy_weight)
+        return TokenizerOutput(self.decoder(q.quantized), q.indices, q, z)
+
+    # ----- save / load ----------------------------------------------------
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into directory ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {"format": FORMAT, "config": self.config.to_dict()}
+        (path / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        tmp = path / (WEIGHTS_NAME + ".tmp")
+        save_file(state, str(tmp), metadata={"format": FORMAT})
+        tmp.replace(path / WEIGHTS_NAME)
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "VideoTokenizer":
+        path = Path(path)
+        cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
+        if not path.is_dir():
+            raise CheckpointError(f"model directory not found: {path}")
+        if not cfg_file.is_file() or not weights.is_file():
+            raise CheckpointError(f"{path} is not a magvit2 tokenizer: expected {CONFIG_NAME} and {WEIGHTS_NAME}")
+        try:
+            meta = json.loads(cfg_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{cfg_file} is not valid JSON ({e})") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise CheckpointError(f"{cfg_file} does not describe a {FORMAT} checkpoint")
+        model = cls(TokenizerConfig.from_dict(meta["config"]))
+        try:
+            state = load_file(str(weights), device=str(map_location))
+        except Exception as e:  # noqa: BLE001 - safetensors raises several types
+            raise CheckpointError(f"{weights} is not a readable safetensors file ({e.__class__.__name__})") from None
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise CheckpointError(f"{weights} does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        return model.eval()
