@@ -1,0 +1,118 @@
+"""Process-group setup: the only module that imports ``torch.distributed``.
+
+Works unchanged on one CPU process, under ``torchrun --nproc_per_node N`` with
+gloo on CPU, and with NCCL on GPUs. Model code never calls into this module;
+the trainers apply DDP / FSDP2 from outside and hand the quantizer a reduce hook.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+__all__ = ["DistInfo", "init_distributed", "cleanup", "all_reduce_mean", "mean_across_ranks",
+           "barrier", "wrap_model", "broadcast_object"]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: str = "auto") -> DistInfo:
+    """Initialise from torchrun's environment (``RANK``, ``WORLD_SIZE``, ...) or run single-process.
+
+    ``device``: "auto" (CUDA if available else CPU), "cpu" or "cuda".
+    """
+    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    if use_cuda and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but CUDA is not available")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = torch.device(f"cuda:{local}") if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(minutes=30))
+    return DistInfo(rank, world, local, dev)
+
+
+def cleanup() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
+    """Differentiable elementwise mean over processes (identity when single-process).
+
+    This is the quantizer's ``reduce_hook``: the codebook entropy then is that of
+    the global batch, and gradients flow back to every rank's tokens.
+    """
+    if not _active():
+        return x
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce(x, op=dist.ReduceOp.SUM) / dist.get_world_size()
+
+
+@torch.no_grad()
+def mean_across_ranks(x: torch.Tensor) -> torch.Tensor:
+    """Non-differentiable mean of a tensor over ranks, for logging."""
+    if not _active():
+        return x
+    y = x.detach().clone()
+    dist.all_reduce(y, op=dist.ReduceOp.SUM)
+    return y / dist.get_world_size()
+
+
+def barrier() -> None:
+    if _active():
+        dist.barrier()
+
+
+def broadcast_object(obj: object) -> object:
+    if not _active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def wrap_model(model: nn.Module, info: DistInfo, strategy: str = "ddp") -> nn.Module:
+    """Apply data parallelism from outside the model: "ddp", "fsdp" (FSDP2) or "none"."""
+    if not info.distributed or strategy == "none":
+        return model
+    if strategy == "ddp":
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [info.device.index] if info.device.type == "cuda" else None
+        return DDP(model, device_ids=ids)
+    if strategy == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for m in model.modules():
+            if m.__class__.__name__ in ("ResBlock",) and m is not model:
+                fully_shard(m)
+        fully_shard(model)
+        return model
+    raise ValueError(f"unknown parallel strategy {strategy!r}; expected 'ddp', 'fsdp' or 'none'")
