@@ -1,0 +1,42 @@
+"""Token video codec: tokenizer tokens, entropy-coded under a prior, in a checked container.
+
+``compress(frames, tokenizer) -> bytes`` and ``decompress(bytes, tokenizer) -> DecodedVideo``;
+see :mod:`magvit2.codec.compress` for the group/padding rules, :mod:`magvit2.codec.container`
+for the file layout and :mod:`magvit2.codec.priors` for the uniform, static and LM priors.
+"""
+from magvit2.codec.compress import (
+    CodecConfig,
+    CompressStats,
+    DecodedVideo,
+    EncodedVideo,
+    Geometry,
+    Tokenizer,
+    VideoCodec,
+    compress,
+    compress_file,
+    decompress,
+    decompress_file,
+    group_boundaries,
+    read_header,
+    resolve_prior,
+    tokenizer_geometry,
+)
+from magvit2.codec.container import CodecError, Header, fingerprint
+from magvit2.codec.io import read_frames, write_frames
+from magvit2.codec.priors import (
+    STATIC_PRIOR_FILENAME,
+    LMPrior,
+    StaticPrior,
+    TokenPrior,
+    UniformPrior,
+    default_split,
+    fit_static_prior,
+)
+
+__all__ = [
+    "CodecConfig", "CompressStats", "DecodedVideo", "EncodedVideo", "Geometry", "Tokenizer", "VideoCodec",
+    "compress", "compress_file", "decompress", "decompress_file", "group_boundaries", "read_header", "resolve_prior",
+    "tokenizer_geometry", "CodecError", "Header", "fingerprint", "read_frames", "write_frames",
+    "STATIC_PRIOR_FILENAME", "LMPrior", "StaticPrior", "TokenPrior", "UniformPrior", "default_split",
+    "fit_static_prior",
+]
