@@ -1,0 +1,54 @@
+"""Helpers shared by the subcommands: model resolution, devices, safe output writing."""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+__all__ = ["load_tokenizer", "pick_device", "atomic_output", "add_model_arg"]
+
+
+def add_model_arg(parser, kind: str = "tokenizer") -> None:
+    parser.add_argument("--model", default=None, metavar="DIR",
+                        help=f"{kind} directory (config.json + model.safetensors); default: the shipped {kind}")
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda requested but CUDA is not available")
+    return torch.device(name)
+
+
+def load_tokenizer(model: str | None, device: torch.device | str = "cpu", kind: str = "tokenizer"):
+    from magvit2.pretrained import default_model_dir
+    from magvit2.tokenizer import VideoTokenizer
+
+    path = Path(model) if model else default_model_dir(kind)
+    return VideoTokenizer.from_pretrained(path).to(device).eval()
+
+
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it to ``path``, on failure delete it.
+
+    An existing output is therefore never replaced by a partial or failed one.
+    """
+    path = Path(path)
+    if path.exists() and path.is_dir():
+        raise IsADirectoryError(f"output {path} is a directory; expected a file path")
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)

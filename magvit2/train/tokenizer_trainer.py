@@ -1,0 +1,217 @@
+"""Tokenizer training: generator (tokenizer) and discriminator, each stepping once per iteration.
+
+Per iteration: the tokenizer takes one optimizer step on the generator loss
+(reconstruction + perceptual + adversarial + LFQ), then, once the GAN has
+started, the discriminator takes exactly one step on its loss (non-saturating
++ LeCam + lazy R1) using the reconstructions of the same micro-batches.
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from magvit2.data import build_dataset
+from magvit2.data.transforms import to_uint8
+from magvit2.data.writers import make_grid
+from magvit2.eval.metrics import psnr
+from magvit2.losses.tokenizer_loss import TokenizerLoss
+from magvit2.quantizers import code_usage
+from magvit2.tokenizer.discriminator import StyleGANDiscriminator
+from magvit2.tokenizer.inflate import inflate_tokenizer
+from magvit2.tokenizer.model import VideoTokenizer
+from magvit2.train import distributed as dist_utils
+from magvit2.train.base import Trainer
+from magvit2.train.config import OptimConfig, TokenizerTrainConfig
+from magvit2.train.ema import EMA
+from magvit2.train.schedule import warmup_cosine
+
+__all__ = ["TokenizerTrainer"]
+
+
+def _adam(params, o: OptimConfig, steps: int):
+    opt = torch.optim.Adam(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    return opt, warmup_cosine(opt, o.warmup_steps, steps, o.min_lr_ratio)
+
+
+class TokenizerTrainer(Trainer):
+    cfg: TokenizerTrainConfig
+
+    def __init__(self, cfg: TokenizerTrainConfig, dataset: Dataset | None = None,
+                 eval_dataset: Dataset | None = None) -> None:
+        self._eval_dataset = eval_dataset
+        super().__init__(cfg, dataset if dataset is not None else build_dataset(cfg.data, train=True))
+
+    # ----- construction -------------------------------------------------------
+    def setup(self) -> None:
+        cfg = self.cfg
+        hook = dist_utils.all_reduce_mean if self.info.distributed else None
+        if cfg.init_from:
+            src = VideoTokenizer.from_pretrained(cfg.init_from)
+            if src.config == cfg.model:
+                model = src
+            else:
+                model = inflate_tokenizer(src, cfg.model)
+            model.quantizer.reduce_hook = hook
+        else:
+            model = VideoTokenizer(cfg.model, reduce_hook=hook)
+        self.model = model.to(self.device).train()
+        self.disc = StyleGANDiscriminator(cfg.discriminator).to(self.device).train()
+        self.loss = TokenizerLoss(cfg.loss).to(self.device)
+        self.loss.prepare(self.device)
+        self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        self.opt_g, self.sched_g = _adam(self.model.parameters(), cfg.optim, cfg.steps)
+        self.opt_d, self.sched_d = _adam(self.disc.parameters(), cfg.disc_optim, cfg.steps)
+        self.g = dist_utils.wrap_model(self.model, self.info, cfg.parallel)
+        self.d = dist_utils.wrap_model(self.disc, self.info, cfg.parallel)
+        self.d_steps = 0  # discriminator optimizer steps taken (one per iteration once the GAN is on)
+        self.g_steps = 0
+        self._eval_batch: torch.Tensor | None = None
+
+    @property
+    def eval_model(self) -> VideoTokenizer:
+        return self.ema.model if self.ema is not None else self.model
+
+    # ----- one iteration ------------------------------------------------------
+    def _sync(self, module: nn.Module, i: int) -> contextlib.AbstractContextManager:
+        """Skip DDP gradient sync on all but the last micro-batch."""
+        if hasattr(module, "no_sync") and not self.is_last_micro_batch(i):
+            return module.no_sync()
+        return contextlib.nullcontext()
+
+    def _clip_and_check(self, params, clip: float) -> torch.Tensor:
+        params = [p for p in params if p.grad is not None]
+        if clip > 0:
+            return torch.nn.utils.clip_grad_norm_(params, clip)
+        return torch.sqrt(sum((p.grad.float() ** 2).sum() for p in params))
+
+    def train_step(self, micro_batches: list[dict[str, Any]]) -> dict[str, float] | None:
+        cfg, step = self.cfg, self.step
+        n = len(micro_batches)
+        gan_on = self.loss.adversarial.active(step)
+        ent_w = self.loss.entropy_weight(step)
+        # --- generator ---
+        self.disc.requires_grad_(False)
+        fakes, logs, losses = [], {}, []
+        for i, batch in enumerate(micro_batches):
+            x = batch["video"]
+            with self._sync(self.g, i), self.autocast():
+                out = self.g(x, entropy_weight=ent_w)
+                g = self.loss.generator(x, out, step, disc=self.disc if gan_on else None)
+            (g.loss / n).backward() if torch.isfinite(g.loss) else None
+            losses.append(g.loss.detach())
+            fakes.append(out.reconstruction.detach())
+            for k in ("recon", "perceptual", "adversarial", "quantizer"):
+                logs[k] = logs.get(k, 0.0) + float(getattr(g, k)) / n
+            logs["per_sample_entropy"] = float(out.quantizer.per_sample_entropy.detach())
+            logs["codebook_entropy"] = float(out.quantizer.codebook_entropy.detach())
+        self.disc.requires_grad_(True)
+        loss_g = torch.stack(losses).mean()
+        gnorm = self._clip_and_check(self.model.parameters(), cfg.optim.grad_clip)
+        if not self.all_finite(loss_g, gnorm):
+            self.opt_g.zero_grad(set_to_none=True)
+            self.record_bad_step(f"generator loss {float(loss_g):.4g}, grad norm {float(gnorm):.4g}")
+            return None
+        self.opt_g.step()
+        self.opt_g.zero_grad(set_to_none=True)
+        self.sched_g.step()
+        self.g_steps += 1
+        if self.ema is not None:
+            self.ema.update(self.model)
+        logs.update(loss_g=float(loss_g), grad_norm_g=float(gnorm), lr=self.sched_g.get_last_lr()[0],
+                    entropy_weight=ent_w)
+        # --- discriminator: exactly one step per iteration once the GAN is on ---
+        if gan_on:
+            d_losses = []
+            for i, (batch, fake) in enumerate(zip(micro_batches, fakes)):
+                with self._sync(self.d, i), self.autocast():
+                    d = self.loss.discriminator(self.d, batch["video"], fake, step)
+                (d.loss / n).backward() if torch.isfinite(d.loss) else None
+                d_losses.append(d.loss.detach())
+                logs.update(logit_real=float(d.logits_real), logit_fake=float(d.logits_fake),
+                            lecam=float(d.lecam), r1=float(d.r1))
+            loss_d = torch.stack(d_losses).mean()
+            dnorm = self._clip_and_check(self.disc.parameters(), cfg.disc_optim.grad_clip)
+            if not self.all_finite(loss_d, dnorm):
+                self.opt_d.zero_grad(set_to_none=True)
+                self.record_bad_step(f"discriminator loss {float(loss_d):.4g}")
+                return None
+            self.opt_d.step()
+            self.opt_d.zero_grad(set_to_none=True)
+            self.sched_d.step()
+            self.d_steps += 1
+            logs.update(loss_d=float(loss_d), grad_norm_d=float(dnorm))
+        self.record_good_step()
+        return logs
+
+    # ----- evaluation ----------------------------------------------------------
+    def _eval_videos(self) -> torch.Tensor:
+        if self._eval_batch is None:
+            ds = self._eval_dataset
+            if ds is None:
+                ds = build_dataset(self.cfg.eval_data or self.cfg.data, train=False)
+            k = min(self.cfg.eval_batch, len(ds))
+            self._eval_batch = torch.stack([ds[i]["video"] for i in range(k)]).to(self.device)
+        return self._eval_batch
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        model = self.eval_model
+        was_training = model.training
+        model.eval()
+        x = self._eval_videos()
+        out = model(x)
+        usage = code_usage(out.indices, self.cfg.model.bits)
+        metrics = {"psnr": float(psnr(x, out.reconstruction.clamp(-1, 1)).mean()),
+                   "balanced_bits": float(usage.balanced_bit_fraction),
+                   "perplexity": float(usage.perplexity),
+                   "distinct_codes": float(usage.distinct_codes)}
+        if self.info.is_main:
+            real, fake = to_uint8(x), to_uint8(out.reconstruction)  # [b, t, h, w, c]
+            frames = [im for pair in zip(real[:, 0], fake[:, 0]) for im in pair]
+            self.logger.image("recon_first_frame", self.step, make_grid(frames, nrow=2))
+            clip = np.concatenate([real[0], fake[0]], axis=2)  # real | reconstruction, side by side
+            if clip.shape[0] > 1:
+                self.logger.clip("recon_clip", self.step, clip)
+        model.train(was_training)
+        return metrics
+
+    # ----- state ----------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(), "disc": self.disc.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "loss": self.loss.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
+            "g_steps": self.g_steps, "d_steps": self.d_steps,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.disc.load_state_dict(state["disc"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.loss.load_state_dict(state["loss"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.sched_g.load_state_dict(state["sched_g"])
+        self.sched_d.load_state_dict(state["sched_d"])
+        self.g_steps, self.d_steps = state["g_steps"], state["d_steps"]
+
+    def export(self) -> Path | None:
+        """Save the EMA tokenizer (or the raw one without EMA) as ``<out_dir>/export``."""
+        if not self.info.is_main:
+            return None
+        model = self.eval_model
+        hook = model.quantizer.reduce_hook
+        model.quantizer.reduce_hook = None
+        try:
+            return model.save_pretrained(self.out_dir / "export")
+        finally:
+            model.quantizer.reduce_hook = hook
