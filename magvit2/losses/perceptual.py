@@ -248,6 +248,14 @@ class PerceptualLoss(nn.Module):
         if self.config.logit_weight > 0 and self.config.resnet_weights is None:
             raise ResNetWeightsError(f"logit_weight > 0 needs resnet_weights: {_HOW_TO_GET}")
 
+    def prepare(self, device: torch.device | str = "cpu") -> None:
+        """Load (and cache) the enabled frozen networks for ``device`` now: fails early, uses no RNG."""
+        cfg = self.config
+        if cfg.lpips_weight > 0:
+            get_lpips(device, cfg.lpips_net, cfg.lpips_weights)
+        if cfg.logit_weight > 0:
+            get_resnet50(cfg.resnet_weights, device, cfg.resnet_size)  # type: ignore[arg-type]
+
     def _frames(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Flatten [b, 3, t, h, w] -> [n, 3, h, w], keeping a random subset of ``frames`` per video if set."""
         if real.shape != fake.shape:

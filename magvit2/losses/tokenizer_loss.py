@@ -75,9 +75,7 @@ class TokenizerLoss(nn.Module):
         """Load the frozen perceptual networks now (fail early; keeps later RNG streams undisturbed)."""
         if self.perceptual is None:
             return
-        real = torch.zeros(1, 3, 1, 32, 32, device=device)
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            self.perceptual(real, real)
+        self.perceptual.prepare(device)
 
     def entropy_weight(self, step: int) -> float:
         return entropy_weight_at(step, self.cfg)

@@ -87,6 +87,23 @@ def _tiny() -> TokenizerTrainConfig:
     )
 
 
+@TokenizerTrainConfig.register_preset("small")
+def _small() -> TokenizerTrainConfig:
+    """The shipped general tokenizer: real in-package clips and photos, 9x64x64, CPU hours."""
+    return TokenizerTrainConfig(
+        steps=3000, batch_size=4, log_every=20, eval_every=250, ckpt_every=250, out_dir="runs/tokenizer-small",
+        model=TokenizerConfig.preset("small"),
+        discriminator=DiscriminatorConfig(base_channels=8, channel_multipliers=(1, 2, 4), dims=3,
+                                          temporal_downsample=(True, True, False)),
+        data=DataConfig(source="packaged-all", num_frames=5, resolution=64, image_frames="repeat", clips_per_video=16),
+        loss=TokenizerLossConfig(perceptual=PerceptualConfig(frames=2),
+                                 adversarial=AdversarialConfig(discriminator_start=1500, r1_interval=16),
+                                 entropy_anneal_steps=500),
+        optim=OptimConfig(lr=4e-4, warmup_steps=100), disc_optim=OptimConfig(lr=4e-4, warmup_steps=100),
+        eval_batch=8, ema_decay=0.995,
+    )
+
+
 def _paper(model: str, disc: str, frames: int, resolution: int) -> TokenizerTrainConfig:
     return TokenizerTrainConfig(
         steps=500_000, batch_size=32, precision="bf16", out_dir=f"runs/tokenizer-{model}",
