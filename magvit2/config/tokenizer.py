@@ -4,6 +4,7 @@ Presets (``TokenizerConfig.preset(name)``):
 
 - ``tiny``: what the tests use; 17x32x32 -> 5x8x8 tokens, 2^8 vocabulary.
 - ``small``: a CPU-trainable video+image tokenizer (the shipped default): 4x spatial, 4x temporal, 2^12.
+- ``digits``: the moving-digits tokenizer: 17x32x32 -> 5x8x8 tokens, 2^10.
 - ``image-128``: the paper's 128x128 image tokenizer: base 128 channels,
   multipliers (1, 2, 2, 4), 18 bits, 2D kernels (temporal kernel 1).
 - ``image-256``: 256x256 images, one more spatial stage -> 16x16 tokens.
@@ -97,6 +98,12 @@ def _tiny() -> TokenizerConfig:
 def _small() -> TokenizerConfig:
     return TokenizerConfig(base_channels=16, channel_multipliers=(1, 2, 4), num_res_blocks=1,
                            temporal_downsample=(True, True), num_groups=8, bits=12)
+
+
+@TokenizerConfig.register_preset("digits")
+def _digits() -> TokenizerConfig:
+    return TokenizerConfig(base_channels=16, channel_multipliers=(1, 2, 4), num_res_blocks=1,
+                           temporal_downsample=(True, True), num_groups=8, bits=10)
 
 
 @TokenizerConfig.register_preset("image-128")
