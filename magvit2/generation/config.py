@@ -7,7 +7,7 @@ and differ only in the attention mask and the training objective.
 Presets:
 
 * ``tiny``: unit tests (2 layers, width 64, grid 2x4x4, 8 bits as 4+4, 2 classes).
-* ``digits``: a small model that trains on CPU (grid 3x4x4, 10 bits as 5+5, 10 classes).
+* ``digits``: a small model that trains on CPU (grid 3x8x8, 10 bits as 5+5, 10 classes).
 * ``image-256``: ImageNet 256x256, 16x16 tokens of 18 bits (9+9), 1000 classes.
 * ``video-17x128``: UCF-101 class-conditional video, 17 frames at 128x128 ->
   5x16x16 tokens of 18 bits (9+9), 24 layers, width 1024, 16 heads, 101 classes.
@@ -114,7 +114,7 @@ def _tiny() -> LMConfig:
 
 @LMConfig.register_preset("digits")
 def _digits() -> LMConfig:
-    return LMConfig(bits=10, groups=2, grid=(3, 4, 4), num_classes=10, depth=4, width=128, heads=4,
+    return LMConfig(bits=10, groups=2, grid=(3, 8, 8), num_classes=10, depth=4, width=128, heads=4,
                     dropout=0.0, label_smoothing=0.0)
 
 

@@ -21,7 +21,12 @@ is a sum of per-bit terms, so the ``d`` bits are independent Bernoullis with
   into two groups ``A`` (low bits) and ``B`` (high bits), each sample's joint
   distribution is the outer product ``q_A(a) q_B(b)``, so the exact mean over ``N``
   samples is one matmul ``Q_A^T Q_B / N`` of shape ``[2^|A|, 2^|B|]``: the
-  ``N x 2^d`` tensor is never formed (O(N (2^|A| + 2^|B|)) memory).
+  ``N x 2^d`` tensor is never formed (O(N (2^|A| + 2^|B|)) memory). The flops are
+  still ``O(N 2^d)`` (one matmul forward, two backward): trivial on a GPU, the
+  bottleneck on a CPU. There, for large batches, tokens whose bits are nearly all
+  confident (``|l| > 48``, the usual regime at ``tau = 0.01``) instead add only their
+  ``8 x 8`` most likely code pairs, dropping < 1e-20 of their mass (``method="sparse"``,
+  picked automatically; the rest still go through the matmul).
 
 Numerics: everything runs in fp32 with autocast disabled (the callers enforce it);
 per-code log-probabilities are built in log space from ``logsigmoid`` and then
@@ -35,6 +40,11 @@ Distributed batches: ``reduce_hook`` receives a 1-D fp32 tensor ``[sum_n w_n q(.
 return its elementwise average over processes, differentiably (e.g. an all-reduce
 whose backward all-reduces the gradient). Dividing the averaged sum by the averaged
 count gives the exact global-batch mean even when ranks hold different token counts.
+Gradient scale: with ``all_reduce`` (sum) / world_size as the hook, each rank's tokens
+receive the gradient of the global entropy; DDP then averages parameter gradients over
+ranks, so the codebook term's gradient is ``1 / world_size`` of that of one process on
+the global batch (the per-sample term is unaffected). Scale the entropy weight, or use a
+hook whose backward does not divide, if that matters.
 
 ``weights`` are per-token 0/1 floats (a validity mask) with a positive sum; the
 caller checks that (:class:`~magvit2.quantizers.lfq.LFQ` raises on an empty mask).

@@ -34,6 +34,7 @@ from .factorize import split_bits
 __all__ = ["LFQ", "LFQConfig", "LFQOutput", "codes_to_indices", "indices_to_codes"]
 
 ENTROPY_MODES = ("exact", "grouped")
+EXACT_METHODS = ("auto", "dense", "sparse")
 
 
 class LFQOutput(NamedTuple):
@@ -59,6 +60,7 @@ class LFQConfig(Config):
     gamma: float = 1.0
     entropy_mode: str = "exact"
     group_bits: int = 9
+    exact_method: str = "auto"
 
 
 def codes_to_indices(codes: torch.Tensor) -> torch.Tensor:
@@ -97,7 +99,8 @@ class LFQ(nn.Module):
         commitment_weight: weight of the commitment loss ``mean (z - sg(q))^2``.
         temperature: ``tau`` of the soft assignment ``softmax_c(2 <z, c> / tau)``.
         gamma: weight of the codebook-entropy term inside the penalty (paper Eq. 4).
-        entropy_mode: ``"exact"`` (all ``2^d`` codes, exact, ``d <= 24``) or ``"grouped"``
+        entropy_mode: ``"exact"`` (all ``2^d`` codes, exact, ``d <= 24``; see
+            :func:`~magvit2.quantizers.entropy.exact_codebook_entropy`) or ``"grouped"``
             (explicit cheaper approximation: sum of the entropies of each bit group's mean).
         group_bits: bits per group in ``"grouped"`` mode (``ceil(d / group_bits)`` near-equal groups).
         reduce_hook: optional differentiable cross-process average, applied to the
@@ -106,6 +109,10 @@ class LFQ(nn.Module):
             the local valid-token count and must return the elementwise average over
             processes (same shape); unequal token counts per rank are then weighted
             correctly. This module never imports ``torch.distributed``.
+        exact_method: how ``"exact"`` mode forms the joint mean: ``"dense"`` (one matmul,
+            ``O(N 2^d)`` flops), ``"sparse"`` (confident tokens add only their likely code
+            pairs, dropping < 1e-20 of their mass; one host sync) or ``"auto"`` (sparse on
+            CPU for large batches, dense otherwise). All agree to fp32 rounding.
 
     All quantizer math runs in fp32 with autocast disabled; ``quantized`` is returned in ``z``'s dtype.
     """
@@ -121,6 +128,7 @@ class LFQ(nn.Module):
         entropy_mode: str = "exact",
         group_bits: int = 9,
         reduce_hook: Optional[ReduceHook] = None,
+        exact_method: str = "auto",
     ) -> None:
         super().__init__()
         if not 1 <= bits <= 62:
@@ -131,6 +139,8 @@ class LFQ(nn.Module):
             raise ValueError(f"entropy_mode must be one of {ENTROPY_MODES}, got {entropy_mode!r}")
         if group_bits < 1:
             raise ValueError(f"group_bits must be >= 1, got {group_bits}")
+        if exact_method not in EXACT_METHODS:
+            raise ValueError(f"exact_method must be one of {EXACT_METHODS}, got {exact_method!r}")
         if reduce_hook is not None and not callable(reduce_hook):
             raise ValueError(f"reduce_hook must be callable or None, got {type(reduce_hook).__name__}")
         self.bits = bits
@@ -141,6 +151,7 @@ class LFQ(nn.Module):
         self.entropy_mode = entropy_mode
         self.group_bits = group_bits
         self.reduce_hook = reduce_hook
+        self.exact_method = exact_method
         if entropy_mode == "exact":
             self.groups = exact_groups(bits)  # raises for bits > 24 with a pointer to "grouped"
         else:
@@ -157,6 +168,7 @@ class LFQ(nn.Module):
             entropy_mode=cfg.entropy_mode,
             group_bits=cfg.group_bits,
             reduce_hook=reduce_hook,
+            exact_method=cfg.exact_method,
         )
 
     @property
@@ -215,7 +227,7 @@ class LFQ(nn.Module):
             logits = bit_logits(flat, self.temperature)  # [n, d], l = 4 z / tau (entropy.py, Eq. c)
             ps_entropy = per_sample_entropy(logits, weights)
             if self.entropy_mode == "exact":
-                cb_entropy = exact_codebook_entropy(logits, weights, self.reduce_hook)
+                cb_entropy = exact_codebook_entropy(logits, weights, self.reduce_hook, self.exact_method)
             else:
                 cb_entropy = grouped_codebook_entropy(logits, self.groups, weights, self.reduce_hook)
             entropy_loss = ps_entropy - self.gamma * cb_entropy  # paper Eq. 4

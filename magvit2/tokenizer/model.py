@@ -5,14 +5,13 @@ d latent bits, and t', h', w' the token grid.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+from magvit2.config.serialization import CheckpointError, load_pretrained, load_state_strict, save_pretrained
 from magvit2.config.tokenizer import TokenizerConfig
 from magvit2.quantizers import LFQ, LFQOutput
 from magvit2.quantizers.entropy import ReduceHook
@@ -21,14 +20,7 @@ from magvit2.tokenizer.encoder import Encoder
 
 __all__ = ["VideoTokenizer", "TokenizerOutput", "CheckpointError"]
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 FORMAT = "magvit2.VideoTokenizer"
-
-
-class CheckpointError(ValueError):
-    """A path is not a loadable magvit2 checkpoint directory."""
-
 
 class TokenizerOutput(NamedTuple):
     reconstruction: torch.Tensor  #: [b, c, t, h, w]
@@ -105,36 +97,11 @@ class VideoTokenizer(nn.Module):
     # ----- save / load ----------------------------------------------------
     def save_pretrained(self, path: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into directory ``path``."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        meta = {"format": FORMAT, "config": self.config.to_dict()}
-        (path / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        tmp = path / (WEIGHTS_NAME + ".tmp")
-        save_file(state, str(tmp), metadata={"format": FORMAT})
-        tmp.replace(path / WEIGHTS_NAME)
-        return path
+        return save_pretrained(path, FORMAT, self.config.to_dict(), self.state_dict())
 
     @classmethod
     def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "VideoTokenizer":
-        path = Path(path)
-        cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
-        if not path.is_dir():
-            raise CheckpointError(f"model directory not found: {path}")
-        if not cfg_file.is_file() or not weights.is_file():
-            raise CheckpointError(f"{path} is not a magvit2 tokenizer: expected {CONFIG_NAME} and {WEIGHTS_NAME}")
-        try:
-            meta = json.loads(cfg_file.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise CheckpointError(f"{cfg_file} is not valid JSON ({e})") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise CheckpointError(f"{cfg_file} does not describe a {FORMAT} checkpoint")
+        meta, state = load_pretrained(path, FORMAT, map_location)
         model = cls(TokenizerConfig.from_dict(meta["config"]))
-        try:
-            state = load_file(str(weights), device=str(map_location))
-        except Exception as e:  # noqa: BLE001 - safetensors raises several types
-            raise CheckpointError(f"{weights} is not a readable safetensors file ({e.__class__.__name__})") from None
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise CheckpointError(f"{weights} does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        load_state_strict(model, state, path)
         return model.eval()

@@ -1,0 +1,135 @@
+"""Training the token language models on token shards (same loop, checkpoints and processes as the tokenizer)."""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from magvit2.data.tokens import TokenDataset
+from magvit2.generation.losses import ar_loss, mlm_loss
+from magvit2.generation.masking import frame_context_mask
+from magvit2.generation.pipeline import VideoGenerator, build_lm
+from magvit2.tokenizer.model import VideoTokenizer
+from magvit2.train import distributed as dist_utils
+from magvit2.train.base import Trainer
+from magvit2.train.ema import EMA
+from magvit2.train.lm_config import LMTrainConfig
+from magvit2.train.schedule import warmup_cosine
+
+__all__ = ["LMTrainer"]
+
+
+class LMTrainer(Trainer):
+    cfg: LMTrainConfig
+
+    def __init__(self, cfg: LMTrainConfig, dataset: Dataset | None = None) -> None:
+        if dataset is None:
+            if not cfg.tokens:
+                raise ValueError("no token data: set tokens=DIR (written by `magvit2 tokenize`)")
+            dataset = TokenDataset(cfg.tokens)
+        grid = tuple(dataset[0]["tokens"].shape)
+        if grid != tuple(cfg.model.grid):
+            raise ValueError(f"token grid {grid} does not match model.grid {tuple(cfg.model.grid)}")
+        super().__init__(cfg, dataset)
+
+    def setup(self) -> None:
+        cfg = self.cfg
+        self.model = build_lm(cfg.model, cfg.kind).to(self.device).train()
+        self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        o = cfg.optim
+        decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2 and "embed" not in n]
+        no_decay = [p for n, p in self.model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
+                                      {"params": no_decay, "weight_decay": 0.0}], lr=o.lr, betas=tuple(o.betas))
+        self.sched = warmup_cosine(self.opt, o.warmup_steps, cfg.steps, o.min_lr_ratio)
+        self.net = dist_utils.wrap_model(self.model, self.info, cfg.parallel)
+
+    @property
+    def eval_model(self):
+        return self.ema.model if self.ema is not None else self.model
+
+    def _known(self, b: int) -> torch.Tensor | None:
+        if self.cfg.context_prob <= 0:
+            return None
+        known = frame_context_mask(self.cfg.model.grid, self.cfg.context_frames, b, self.device)
+        use = torch.rand(b, device=self.device) < self.cfg.context_prob
+        return known & use[:, None]
+
+    def _loss(self, model, batch: dict[str, Any]):
+        tokens = batch["tokens"]
+        cond = batch["label"] if self.cfg.model.num_classes > 0 else None
+        known = self._known(tokens.shape[0])
+        fn = mlm_loss if self.cfg.kind == "mlm" else ar_loss
+        return fn(model, tokens, cond=cond, known=known)
+
+    def train_step(self, micro_batches: list[dict[str, Any]]) -> dict[str, float] | None:
+        n = len(micro_batches)
+        losses, accs = [], []
+        for i, batch in enumerate(micro_batches):
+            sync = self.net.no_sync() if hasattr(self.net, "no_sync") and not self.is_last_micro_batch(i) else nullcontext()
+            with sync, self.autocast():
+                out = self._loss(self.net, batch)
+            (out.loss / n).backward() if torch.isfinite(out.loss) else None
+            losses.append(out.loss.detach())
+            accs.append(float(out.token_accuracy))
+        loss = torch.stack(losses).mean()
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        clip = self.cfg.optim.grad_clip
+        gnorm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
+        if not self.all_finite(loss, gnorm):
+            self.opt.zero_grad(set_to_none=True)
+            self.record_bad_step(f"loss {float(loss):.4g}, grad norm {float(gnorm):.4g}")
+            return None
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.sched.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.record_good_step()
+        return {"loss": float(loss), "token_accuracy": sum(accs) / n, "grad_norm": float(gnorm),
+                "lr": self.sched.get_last_lr()[0]}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        model = self.eval_model
+        was = model.training
+        model.eval()
+        k = min(self.cfg.eval_batch, len(self.dataset))
+        batch = {"tokens": torch.stack([self.dataset[i]["tokens"] for i in range(k)]).to(self.device),
+                 "label": torch.tensor([self.dataset[i]["label"] for i in range(k)], device=self.device)}
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(1234)
+            out = self._loss(model, batch)
+        model.train(was)
+        return {"loss": float(out.loss), "token_accuracy": float(out.token_accuracy)}
+
+    def state(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
+                "opt": self.opt.state_dict(), "sched": self.sched.state_dict()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+
+    def _tokenizer_dir(self) -> Path | None:
+        if self.cfg.tokenizer:
+            return Path(self.cfg.tokenizer)
+        manifest = getattr(self.dataset, "manifest", {})
+        return Path(manifest["tokenizer"]) if manifest.get("tokenizer") else None
+
+    def export(self) -> Path | None:
+        """Save the EMA model with its tokenizer as a :class:`VideoGenerator` in ``<out_dir>/export``."""
+        if not self.info.is_main:
+            return None
+        tok_dir = self._tokenizer_dir()
+        if tok_dir is None or not (tok_dir / "config.json").is_file():
+            return None  # token data without a known tokenizer: checkpoints only
+        gen = VideoGenerator(build_lm(self.cfg.model, self.cfg.kind), VideoTokenizer.from_pretrained(tok_dir))
+        gen.lm.load_state_dict(self.eval_model.state_dict())
+        return gen.save_pretrained(self.out_dir / "export")
