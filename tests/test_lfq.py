@@ -108,6 +108,23 @@ def test_sparse_and_dense_paths_match_brute_force(d, use_mask):
         assert 0 < int(covered.sum()) < 40, "test must exercise both the sparse and the dense part"
 
 
+def test_auto_method_matches_dense_in_lfq():
+    """At d = 16 and 256+ tokens on CPU, "auto" takes the sparse path; values and gradients equal "dense"."""
+    g = torch.Generator().manual_seed(7)
+    z = torch.randn(2, 16, 8, 16, generator=g)
+    z[0, :, :2] *= 0.01  # some uncertain tokens go through the dense part
+    outs, grads = [], []
+    for method in ("auto", "dense"):
+        zz = z.clone().requires_grad_()
+        out = LFQ(16, exact_method=method)(zz)
+        out.loss.backward()
+        outs.append(out)
+        grads.append(zz.grad)
+    torch.testing.assert_close(outs[0].codebook_entropy, outs[1].codebook_entropy, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(outs[0].loss, outs[1].loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-3, atol=1e-4 * grads[1].abs().max().item())
+
+
 @pytest.mark.parametrize("d,group_bits", [(10, 4), (9, 3), (8, 8), (12, 5)])
 def test_grouped_mode_is_sum_of_group_entropies(d, group_bits):
     tau = 0.05
@@ -281,6 +298,8 @@ def test_errors_are_loud():
         LFQ(8)(torch.randn(2, 8, 3), mask=torch.ones(2, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="temperature"):
         LFQ(8, temperature=0.0)
+    with pytest.raises(ValueError, match="exact_method"):
+        LFQ(8, exact_method="fast")
 
 
 def test_from_config():
@@ -288,6 +307,7 @@ def test_from_config():
     quant = LFQ.from_config(cfg)
     assert (quant.bits, quant.temperature, quant.groups) == (10, 0.2, (5, 5))
     assert LFQConfig.from_dict(cfg.to_dict()) == cfg
+    assert LFQ.from_config(LFQConfig(bits=12, exact_method="dense")).exact_method == "dense"
 
 
 # ----------------------------------------------------------------------------- usage metrics

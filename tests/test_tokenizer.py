@@ -95,7 +95,7 @@ def test_load_errors(tmp_path) -> None:
     with pytest.raises(CheckpointError, match="not found"):
         VideoTokenizer.from_pretrained(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(CheckpointError, match="not a magvit2 tokenizer"):
+    with pytest.raises(CheckpointError, match="not a magvit2 model"):
         VideoTokenizer.from_pretrained(tmp_path / "empty")
     bad = tmp_path / "bad"
     bad.mkdir()

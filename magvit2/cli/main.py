@@ -13,7 +13,7 @@ import sys
 
 __all__ = ["main", "build_parser"]
 
-COMMANDS = ("reconstruct", "train", "tokenize", "generate", "predict", "compress", "decompress", "evaluate", "demo")
+COMMANDS = ("reconstruct", "train", "tokenize", "generate", "predict", "compress", "evaluate", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

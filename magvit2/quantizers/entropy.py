@@ -85,7 +85,9 @@ SINGLE_GROUP_MAX_BITS = 6
 SPARSE_FLIP_BITS = 3
 #: a token is covered when its other bits have ``|l| > SPARSE_LOG_MARGIN + log b`` (dropped mass < 1e-20).
 SPARSE_LOG_MARGIN = 46.0
-_SPARSE_MIN_WORK = 1 << 26  # "auto" uses the sparse path from n * 2^d >= 2^26 on CPU
+# "auto" uses the sparse path on CPU from d >= 15 bits and 256 tokens: its cost per token
+# does not grow with 2^d, the matmul's does (measured crossover near d = 15 on 2 cores)
+_SPARSE_MIN_BITS, _SPARSE_MIN_TOKENS = 15, 256
 
 _TINY = torch.finfo(torch.float32).tiny
 _LOG_TINY = -87.0  # just above log(_TINY) = -87.34
@@ -294,7 +296,10 @@ def exact_codebook_entropy(
     else:
         la, lb = logits[:, : groups[0]], logits[:, groups[0] :]
         use_sparse = method == "sparse" or (
-            method == "auto" and logits.device.type == "cpu" and logits.shape[0] << logits.shape[1] >= _SPARSE_MIN_WORK
+            method == "auto"
+            and logits.device.type == "cpu"
+            and logits.shape[1] >= _SPARSE_MIN_BITS
+            and logits.shape[0] >= _SPARSE_MIN_TOKENS
         )
         if use_sparse:
             total, covered = _sparse_joint_total(la, lb, weights, SPARSE_FLIP_BITS)
