@@ -13,7 +13,7 @@ _HERE = Path(__file__).resolve().parent
 #: kind -> directory name of the shipped model
 SHIPPED = {
     "tokenizer": "tokenizer-small",  # general image+video tokenizer
-    "digits-tokenizer": "digits-tokenizer",  # moving-digits tokenizer
+    "digits-tokenizer": "digits-lm/tokenizer",  # moving-digits tokenizer (bundled with its generator)
     "digits-lm": "digits-lm",  # class-conditional moving-digits masked LM
 }
 
