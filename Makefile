@@ -25,7 +25,9 @@ demo: $(STAMP)
 	$(BIN)/magvit2 demo
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/lfq_entropy.py
+	$(BIN)/python benchmarks/lfq_entropy.py --write benchmarks/RESULTS_lfq.md
+	$(BIN)/python benchmarks/codec.py
+	$(BIN)/python benchmarks/sampling.py
 
 clean:
 	rm -rf $(VENV) outputs
