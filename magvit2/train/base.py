@@ -37,7 +37,7 @@ class Trainer:
         self.cfg = cfg
         self.info = dist_utils.init_distributed(cfg.device)
         self.device = self.info.device
-        torch.manual_seed(cfg.seed + self.info.rank)
+        torch.manual_seed(cfg.seed)  # identical model initialisation on every rank
         self.out_dir = Path(cfg.out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.step = 0
@@ -52,6 +52,7 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             cfg.to_yaml(self.out_dir / "config.yaml")  # the resolved config of this run
         self.setup()
+        torch.manual_seed(cfg.seed + 1 + self.info.rank)  # per-rank streams for masking, dropout, augmentation
 
     # ----- to implement ---------------------------------------------------
     def setup(self) -> None:
