@@ -1,7 +1,7 @@
 """Reading and writing raw frames for the codec's file helpers.
 
-Frames are ``uint8 [t, h, w, 3]`` RGB numpy arrays. Readers: anything PyAV
-opens (mp4, mkv, y4m, ...) and ``.npy``. Writers: ``.npy`` and ``.mkv``
+Frames are ``uint8 [t, h, w, 3]`` RGB numpy arrays. Readers: anything the data package
+reads (videos, images) and ``.npy``. Writers: ``.npy`` and ``.mkv``
 (FFV1 in RGB: lossless, so a written file holds exactly the decoded frames).
 """
 from __future__ import annotations
@@ -25,29 +25,22 @@ def check_frames(frames: np.ndarray) -> np.ndarray:
 
 
 def read_frames(path: str | Path, max_frames: int | None = None) -> tuple[np.ndarray, Fraction]:
-    """All (or the first ``max_frames``) frames of a video file as ``uint8 [t, h, w, 3]``, and its fps.
+    """All (or the first ``max_frames``) frames of a video or image as ``uint8 [t, h, w, 3]``, and its fps.
 
-    ``.npy`` files carry no frame rate; 30 fps is returned for them.
+    Videos and images go through :func:`magvit2.data.io.read_media`; ``.npy`` files carry
+    no frame rate, and images none either: 30 fps is returned for them.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"video not found: {path}")
     if path.suffix.lower() == ".npy":
+        if not path.is_file():
+            raise FileNotFoundError(f"video not found: {path}")
         frames = np.load(path, allow_pickle=False)
         return check_frames(frames[:max_frames] if max_frames else frames), Fraction(30)
-    import av
+    from magvit2.data.io import read_media
 
-    out = []
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate or 30
-        for frame in container.decode(stream):
-            out.append(frame.to_ndarray(format="rgb24"))
-            if max_frames and len(out) >= max_frames:
-                break
-    if not out:
-        raise ValueError(f"{path}: no video frames decoded")
-    return check_frames(np.stack(out)), Fraction(rate)
+    clip = read_media(path, max_frames=max_frames)
+    rate = Fraction(clip.fps).limit_denominator(100_000) if clip.fps else Fraction(30)
+    return check_frames(clip.frames), rate
 
 
 def write_frames(path: str | Path, frames: np.ndarray, fps: float | Fraction = 30) -> None:
@@ -60,14 +53,6 @@ def write_frames(path: str | Path, frames: np.ndarray, fps: float | Fraction = 3
         return
     if suffix != ".mkv":
         raise ValueError(f"lossless output needs a .npy or .mkv path, got {path.name!r}")
-    import av
+    from magvit2.data.writers import write_video
 
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("ffv1", rate=Fraction(fps).limit_denominator(100_000))
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "bgr0"
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="bgr0")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    write_video(path, frames, fps=float(fps))
