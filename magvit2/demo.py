@@ -61,7 +61,7 @@ def _generator(res: DemoResult):
 
 
 def _reconstruction_and_codec(res: DemoResult, out: Path, size: int, frames_n: int) -> list[str]:
-    from magvit2.codec import VideoCodec
+    from magvit2.codec import CodecConfig, VideoCodec
     from magvit2.data.io import read_media
     from magvit2.data.packaged import packaged_split
     from magvit2.data.transforms import to_tensor, to_uint8
@@ -83,7 +83,7 @@ def _reconstruction_and_codec(res: DemoResult, out: Path, size: int, frames_n: i
     _log(res, f"clip: {clip_path.name} (held out from training), {t} frames at {w8}x{h8}; tokenizer: {tok_name}")
 
     t0 = time.perf_counter()
-    codec = VideoCodec(tok, "uniform")
+    codec = VideoCodec(tok, "uniform", CodecConfig(group_frames=tok.config.group_frames))
     enc = codec.encode(frames, clip.fps or 25.0)
     dec = codec.decode(enc.data)
     dt = time.perf_counter() - t0

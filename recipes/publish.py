@@ -57,9 +57,10 @@ A small MAGVIT-2 tokenizer (causal 3D CNN + LFQ) trained by `recipes/train_shipp
   scikit-image / scikit-learn wheels, random 5x64x64 crops, photos as static clips; carphone and two photos
   (coffee, flower) are held out.
 - Training: {steps} steps of batch 4, Adam (0, 0.99), L2 + 0.1 LPIPS + LFQ entropy (annealed) + commitment,
-  GAN (StyleGAN 3D discriminator, LeCam, lazy R1) from step 300, EMA 0.995.
+  GAN (StyleGAN 3D discriminator, LeCam, lazy R1) from step 300, EMA 0.995. (The run was first scheduled for
+  450 steps and then extended to {steps}; the cosine schedule restarted from the resumed step.)
 
-## Held-out reconstruction (17x64x64 clips of carphone and the held-out photos, first 6 items)
+## Held-out reconstruction (17x64x64 clips of carphone and the held-out photos as static clips, first 6 items, groups of {cfg.group_frames} frames)
 
 | PSNR (dB) | SSIM | LPIPS (VGG) | codes used | perplexity | balanced bits |
 |---|---|---|---|---|---|
@@ -68,7 +69,9 @@ A small MAGVIT-2 tokenizer (causal 3D CNN + LFQ) trained by `recipes/train_shipp
 ## What it can and cannot do
 
 It tokenizes any image or video (any size, padded to multiples of {cfg.spatial_factor}; videos in causal groups
-of 17 frames) and decodes it back recognisably but blurrily. It was trained for minutes, not days, on two
+of {cfg.group_frames} frames, the clip length it was trained on: within longer groups its later frames degrade,
+because at the bottleneck it only ever saw the zero padding of a clip's start) and decodes it back
+recognisably but blurrily, with checkerboard artifacts from the depth-to-space upsamplers. It was trained for minutes, not days, on two
 clips and a few photos; it is not a substitute for a tokenizer trained on ImageNet/Kinetics with the paper
 presets, and at equal bits per pixel it loses to x265 (see `make demo`).
 """

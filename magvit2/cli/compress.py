@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lm", default=None, help="generator directory for --prior lm (its tokenizer is used)")
     p.add_argument("--size", type=int, default=None, help="resize the short side before coding")
     p.add_argument("--max-frames", type=int, default=None)
-    p.add_argument("--group", type=int, default=17, help="frames per causal group (1 + 4k)")
+    p.add_argument("--group", type=int, default=None, help="frames per causal group (1 + 4k); default: the model's")
     p.add_argument("--device", default="cpu", help="cpu keeps probabilities bit-identical across machines")
     p.set_defaults(func=run_compress)
 
@@ -71,7 +71,7 @@ def run_compress(args: argparse.Namespace) -> int:
         from magvit2.tokenizer.groups import resize_short_side
 
         frames = to_uint8(resize_short_side(to_tensor(frames)[None], args.size)[0])
-    codec = VideoCodec(tok, resolve_prior(args.prior, prior_obj), CodecConfig(group_frames=args.group))
+    codec = VideoCodec(tok, resolve_prior(args.prior, prior_obj), CodecConfig(group_frames=args.group or tok.config.group_frames))
     enc = codec.encode(frames, clip.fps or 1.0)
     out = Path(args.output)
     with atomic_output(out) as tmp:

@@ -84,11 +84,12 @@ def _load_videos(spec: str, size: int | None, max_frames: int) -> dict:
 
 
 def run_rd_cmd(args: argparse.Namespace) -> int:
+    from magvit2.codec import CodecConfig
     from magvit2.eval.rd import run_rd
 
     tok = load_tokenizer(args.model, "cpu")
     videos = _load_videos(args.videos, args.size, args.max_frames)
     report = run_rd(videos, tok, args.output, codecs=tuple(c for c in args.codecs.split(",") if c),
-                    use_lpips=not args.no_lpips)
+                    use_lpips=not args.no_lpips, codec_config=CodecConfig(group_frames=tok.config.group_frames))
     print(Path(args.output, "rd.md").read_text() if Path(args.output, "rd.md").is_file() else report)
     return 0

@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_arg(p)
     p.add_argument("--size", type=int, default=None, help="resize the short side to this before tokenizing")
     p.add_argument("--max-frames", type=int, default=None, help="read at most this many frames")
-    p.add_argument("--group", type=int, default=17, help="frames per causal group (1 + 4k)")
+    p.add_argument("--group", type=int, default=None, help="frames per causal group (1 + 4k); default: the model's")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=run)
 

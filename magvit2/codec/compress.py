@@ -199,7 +199,8 @@ class VideoCodec:
     def __init__(self, tokenizer: Tokenizer, prior: TokenPrior | str = "uniform",
                  config: CodecConfig | None = None) -> None:
         self.tokenizer = tokenizer
-        self.config = config or CodecConfig()
+        # Default group length: the tokenizer's own (the clip length it was trained on), else 17.
+        self.config = config or CodecConfig(group_frames=getattr(getattr(tokenizer, "config", None), "group_frames", 17))
         self.geometry = tokenizer_geometry(tokenizer)
         g = self.geometry
         if self.config.group_frames < 1 or (self.config.group_frames - 1) % g.temporal:

@@ -49,6 +49,10 @@ class TokenizerConfig(Config):
     temporal_kernel: int = 3  #: 1 gives a pure image model (2D kernels)
     num_groups: int = 32  #: GroupNorm groups
     bits: int = 18  #: latent channels = bits per token; vocabulary 2^bits
+    #: frames per causal group when a long video is tokenized group by group (reconstruct, codec,
+    #: evaluation). Use the clip length the model was trained on: causal padding makes a model trained
+    #: on short clips unreliable on later frames of longer ones.
+    group_frames: int = 17
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
 
     def __post_init__(self) -> None:
@@ -61,6 +65,8 @@ class TokenizerConfig(Config):
             raise ValueError("temporal_kernel must be >= 1, and >= 2 when time is downsampled")
         if not 1 <= self.bits <= 62:
             raise ValueError(f"bits must be in [1, 62], got {self.bits}")
+        if self.group_frames < 1 or (self.group_frames - 1) % self.temporal_factor:
+            raise ValueError(f"group_frames must be 1 + {self.temporal_factor}k, got {self.group_frames}")
 
     @property
     def spatial_factor(self) -> int:
@@ -97,13 +103,13 @@ def _tiny() -> TokenizerConfig:
 @TokenizerConfig.register_preset("small")
 def _small() -> TokenizerConfig:
     return TokenizerConfig(base_channels=16, channel_multipliers=(1, 2, 4), num_res_blocks=1,
-                           temporal_downsample=(True, True), num_groups=8, bits=12)
+                           temporal_downsample=(True, True), num_groups=8, bits=12, group_frames=5)
 
 
 @TokenizerConfig.register_preset("digits")
 def _digits() -> TokenizerConfig:
     return TokenizerConfig(base_channels=16, channel_multipliers=(1, 2, 4), num_res_blocks=1,
-                           temporal_downsample=(True, True), num_groups=8, bits=10)
+                           temporal_downsample=(True, True), num_groups=8, bits=10, group_frames=9)
 
 
 @TokenizerConfig.register_preset("image-128")

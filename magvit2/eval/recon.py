@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from magvit2.eval.metrics import ReconstructionMetrics
 from magvit2.quantizers.usage import code_usage
+from magvit2.tokenizer.groups import reconstruct_video, tokenize_groups
 
 __all__ = ["evaluate_reconstruction"]
 
@@ -16,7 +17,8 @@ __all__ = ["evaluate_reconstruction"]
 def evaluate_reconstruction(tokenizer, dataset: Dataset, *, max_items: int | None = 64, batch_size: int = 8,
                             fid: bool = False, i3d: str | None = None, lpips: bool = True,
                             device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Metrics of ``tokenizer.decode(tokenizer.encode(x))`` against ``x`` over (the first ``max_items`` of) ``dataset``.
+    """Metrics of the reconstruction of ``x`` (in causal groups of ``tokenizer.config.group_frames``) against ``x``
+    over (the first ``max_items`` of) ``dataset``.
 
     FVD needs I3D weights (``i3d``); without them it is reported as unavailable, never estimated.
     """
@@ -37,10 +39,9 @@ def evaluate_reconstruction(tokenizer, dataset: Dataset, *, max_items: int | Non
     all_idx = []
     for batch in loader:
         x = batch["video"].to(device)
-        idx = tokenizer.encode(x)
-        rec = tokenizer.decode(idx).clamp(-1, 1)
+        rec = reconstruct_video(tokenizer, x)  # causal groups of the tokenizer's group length
         rec_metrics.update(x.cpu(), rec.cpu())
-        all_idx.append(idx.reshape(-1).cpu())
+        all_idx += [idx.reshape(-1).cpu() for idx in tokenize_groups(tokenizer, x)]
         if fid_acc is not None:
             fid_acc.update(x, rec)
         if fvd_acc is not None:

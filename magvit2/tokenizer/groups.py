@@ -55,9 +55,11 @@ def pad_video(video: torch.Tensor, frames: int, multiple: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def tokenize_groups(tokenizer, video: torch.Tensor, group_frames: int = 17) -> list[torch.Tensor]:
-    """Token grids ``[b, t', h', w']``, one per group of ``video`` ``[b, c, t, h, w]``."""
+def tokenize_groups(tokenizer, video: torch.Tensor, group_frames: int | None = None) -> list[torch.Tensor]:
+    """Token grids ``[b, t', h', w']``, one per group of ``video`` ``[b, c, t, h, w]``
+    (``group_frames`` defaults to the tokenizer's ``config.group_frames``)."""
     cfg = tokenizer.config
+    group_frames = group_frames or cfg.group_frames
     out = []
     for g in plan_groups(video.shape[2], group_frames, cfg.temporal_factor):
         clip = pad_video(video[:, :, g.start : g.start + g.length], g.padded, cfg.spatial_factor)
@@ -66,8 +68,9 @@ def tokenize_groups(tokenizer, video: torch.Tensor, group_frames: int = 17) -> l
 
 
 @torch.no_grad()
-def reconstruct_video(tokenizer, video: torch.Tensor, group_frames: int = 17) -> torch.Tensor:
+def reconstruct_video(tokenizer, video: torch.Tensor, group_frames: int | None = None) -> torch.Tensor:
     """Encode and decode a video of any length and size, group by group: ``[b, c, t, h, w]`` -> same shape."""
+    group_frames = group_frames or tokenizer.config.group_frames
     h, w = video.shape[-2:]
     parts = []
     groups = plan_groups(video.shape[2], group_frames, tokenizer.config.temporal_factor)

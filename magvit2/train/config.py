@@ -91,13 +91,13 @@ def _tiny() -> TokenizerTrainConfig:
 def _small() -> TokenizerTrainConfig:
     """The shipped general tokenizer: real in-package clips and photos, 9x64x64, CPU hours."""
     return TokenizerTrainConfig(
-        steps=700, batch_size=4, log_every=10, eval_every=100, ckpt_every=50, out_dir="runs/tokenizer-small",
+        steps=650, batch_size=4, log_every=10, eval_every=100, ckpt_every=50, out_dir="runs/tokenizer-small",
         model=TokenizerConfig.preset("small"),
         discriminator=DiscriminatorConfig(base_channels=8, channel_multipliers=(1, 2, 4), dims=3,
                                           temporal_downsample=(True, True, False)),
         data=DataConfig(source="packaged-all", num_frames=5, resolution=64, image_frames="repeat", clips_per_video=16),
         loss=TokenizerLossConfig(perceptual=PerceptualConfig(frames=1),
-                                 adversarial=AdversarialConfig(discriminator_start=450, r1_interval=16),
+                                 adversarial=AdversarialConfig(discriminator_start=300, r1_interval=16),
                                  entropy_anneal_steps=200),
         optim=OptimConfig(lr=5e-4, warmup_steps=30), disc_optim=OptimConfig(lr=2e-4, warmup_steps=30),
         eval_batch=8, ema_decay=0.995,
@@ -108,7 +108,7 @@ def _small() -> TokenizerTrainConfig:
 def _digits() -> TokenizerTrainConfig:
     """The shipped moving-digits tokenizer: 9x32x32 clips, reconstruction + LFQ only (no GAN, no LPIPS)."""
     return TokenizerTrainConfig(
-        steps=900, batch_size=8, log_every=10, eval_every=100, ckpt_every=50, out_dir="runs/digits-tokenizer",
+        steps=1000, batch_size=8, log_every=10, eval_every=100, ckpt_every=50, out_dir="runs/digits-tokenizer",
         model=TokenizerConfig.preset("digits"),
         discriminator=DiscriminatorConfig.preset("tiny"),
         data=DataConfig(source="digits", num_frames=9, resolution=32, digit_size=16),

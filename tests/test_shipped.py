@@ -1,0 +1,39 @@
+"""The shipped models load and reproduce the figures on their cards."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from magvit2.eval.digits import DigitClassifier
+from magvit2.generation.pipeline import VideoGenerator
+from magvit2.pretrained import default_model_dir
+from magvit2.pretrained.cards import generator_metrics, read_card, tokenizer_metrics
+from magvit2.tokenizer import VideoTokenizer
+
+
+@pytest.mark.slow
+def test_shipped_tokenizer_reproduces_its_card() -> None:
+    path = default_model_dir("tokenizer")
+    card = read_card(path)
+    tok = VideoTokenizer.from_pretrained(path)
+    got = tokenizer_metrics(tok, **card["heldout_slice"])
+    want = card["metrics"]
+    assert abs(got["psnr"] - want["psnr"]) < 0.05
+    assert abs(got["ssim"] - want["ssim"]) < 0.005
+    assert abs(got["lpips"] - want["lpips"]) < 0.005
+    assert abs(got["distinct_codes"] - want["distinct_codes"]) <= 2
+    assert want["psnr"] > 14.0  # trained: well above an untrained model's ~10 dB
+
+
+@pytest.mark.slow
+def test_shipped_digits_generator_reproduces_its_card() -> None:
+    path = default_model_dir("digits-lm")
+    card = read_card(path)
+    gen = VideoGenerator.from_pretrained(path)
+    clf = DigitClassifier.load(path / "digit_classifier.safetensors")
+    s = card["generation_slice"]
+    torch.manual_seed(0)
+    got = generator_metrics(gen, clf, per_class=s["clips"] // 10, seed=s["seed"], steps=s["steps"], guidance=s["guidance"])
+    assert abs(got["class_accuracy"] - s["class_accuracy"]) <= 0.1  # at most 2 of 20 clips may flip across machines
+    assert card["generation"]["class_accuracy"] > 3 * card["generation"]["chance"]
+    assert default_model_dir("digits-tokenizer").is_dir()
