@@ -97,7 +97,7 @@ def test_tiny_tokenizer_learns_on_real_clips(tmp_path: Path) -> None:
     from magvit2.data import DataConfig
 
     base = TokenizerTrainConfig.preset("tiny")
-    data = DataConfig(source="packaged", num_frames=5, resolution=32)
+    data = DataConfig(source="packaged", num_frames=5, resolution=32, clips_per_video=8)
     cfg = dataclasses.replace(base, steps=40, batch_size=4, out_dir=str(tmp_path / "run"), progress=False,
                               device="cpu", data=data, eval_every=1000, ckpt_every=1000, ema_decay=0.0)
     tr = TokenizerTrainer(cfg)

@@ -185,8 +185,8 @@ class Trainer:
                     if ev:
                         self.logger.scalars(self.step, ev, prefix="eval")
                         last = {**last, **{f"eval_{k}": v for k, v in ev.items()}}
-                if self.step % self.cfg.ckpt_every == 0 or self.step == total:
-                    self.save()
+                if (self.step % self.cfg.ckpt_every == 0 or self.step == total) and self.bad_in_a_row == 0:
+                    self.save()  # never during a run of non-finite steps: the last good checkpoint stays the latest
         finally:
             if bar is not None:
                 bar.close()
