@@ -175,9 +175,14 @@ def run_demo(out_dir: str | Path = "outputs/demo", size: int = 64, frames: int =
     out.mkdir(parents=True, exist_ok=True)
     res = DemoResult(out, out / "report.md")
     torch.set_grad_enabled(False)
+    from tqdm import tqdm
+
     md = ["# magvit2 demo", ""]
-    md += _reconstruction_and_codec(res, out, size, frames)
-    md += _generation(res, out, steps)
+    with tqdm(total=2, desc="demo", unit="stage") as bar:
+        md += _reconstruction_and_codec(res, out, size, frames)
+        bar.update(1)
+        md += _generation(res, out, steps)
+        bar.update(1)
     md += ["## Log", "", "```", *res.lines, "```", ""]
     res.report.write_text("\n".join(md))
     print(f"report: {res.report}")
