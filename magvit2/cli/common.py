@@ -9,7 +9,7 @@ from typing import Iterator
 
 import torch
 
-__all__ = ["load_tokenizer", "pick_device", "atomic_output", "add_model_arg"]
+__all__ = ["load_tokenizer", "pick_device", "atomic_output", "add_model_arg", "data_config"]
 
 
 def add_model_arg(parser, kind: str = "tokenizer") -> None:
@@ -52,3 +52,23 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def data_config(spec: str, frames: int | None = None, resolution: int | None = None, num_samples: int | None = None):
+    """A DataConfig from a preset name, a YAML file, or a path/built-in source, plus optional overrides."""
+    import dataclasses
+    from pathlib import Path
+
+    from magvit2.data import BUILTIN_SOURCES, DataConfig
+
+    if spec in DataConfig.preset_names():
+        cfg = DataConfig.preset(spec)
+    elif spec.endswith((".yaml", ".yml")):
+        cfg = DataConfig.from_yaml(spec)
+    elif spec in BUILTIN_SOURCES or Path(spec).exists():
+        cfg = DataConfig(source=spec)
+    else:
+        raise FileNotFoundError(f"data source not found: {spec} (expected a folder, list file, YAML, or one of "
+                                f"{sorted(set(DataConfig.preset_names()) | set(BUILTIN_SOURCES))})")
+    changes = {k: v for k, v in (("num_frames", frames), ("resolution", resolution), ("num_samples", num_samples)) if v}
+    return dataclasses.replace(cfg, **changes) if changes else cfg

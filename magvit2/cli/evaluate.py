@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from magvit2.cli.common import add_model_arg, load_tokenizer, pick_device
+from magvit2.cli.common import add_model_arg, data_config, load_tokenizer, pick_device
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +39,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_recon(args: argparse.Namespace) -> int:
-    from magvit2.cli.tokenize import data_config
     from magvit2.data import build_dataset
     from magvit2.eval.recon import evaluate_reconstruction
 

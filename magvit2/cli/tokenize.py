@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from magvit2.cli.common import add_model_arg, load_tokenizer
+from magvit2.cli.common import add_model_arg, data_config, load_tokenizer
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,27 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def data_config(spec: str, frames: int | None = None, resolution: int | None = None, num_samples: int | None = None):
-    """A DataConfig from a preset name, a YAML file, or a path/built-in source, plus optional overrides."""
-    import dataclasses
-    from pathlib import Path
-
-    from magvit2.data import BUILTIN_SOURCES, DataConfig
-
-    if spec in DataConfig.preset_names():
-        cfg = DataConfig.preset(spec)
-    elif spec.endswith((".yaml", ".yml")):
-        cfg = DataConfig.from_yaml(spec)
-    elif spec in BUILTIN_SOURCES or Path(spec).exists():
-        cfg = DataConfig(source=spec)
-    else:
-        raise FileNotFoundError(f"data source not found: {spec} (expected a folder, list file, YAML, or one of "
-                                f"{sorted(set(DataConfig.preset_names()) | set(BUILTIN_SOURCES))})")
-    changes = {k: v for k, v in (("num_frames", frames), ("resolution", resolution), ("num_samples", num_samples)) if v}
-    return dataclasses.replace(cfg, **changes) if changes else cfg
-
-
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
     from pathlib import Path
 
     from magvit2.data import build_dataset
@@ -57,8 +38,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         tok = load_tokenizer(args.model, info.device)
         cfg = data_config(args.data, args.frames, args.resolution, args.num_samples)
-        ds = build_dataset(cfg, train=False) if args.split == "test" else build_dataset(
-            dataclasses_replace_no_aug(cfg), train=True)
+        if args.split == "train":  # the training split, but deterministic clips: tokens are a fixed dataset
+            cfg = dataclasses.replace(cfg, random_offset=False, random_crop=False, random_flip=False)
+        ds = build_dataset(cfg, train=args.split == "train")
         model_dir = Path(args.model) if args.model else default_model_dir("tokenizer")
         out = tokenize_dataset(tok, ds, args.output, shard_size=args.shard_size, batch_size=args.batch_size,
                                num_workers=args.workers, rank=info.rank, world_size=info.world_size,
@@ -70,9 +52,3 @@ def run(args: argparse.Namespace) -> int:
         dist_utils.cleanup()
     return 0
 
-
-def dataclasses_replace_no_aug(cfg):
-    """Training split, but deterministic clips: tokens are a fixed dataset."""
-    import dataclasses
-
-    return dataclasses.replace(cfg, random_offset=False, random_crop=False, random_flip=False)
