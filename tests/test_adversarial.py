@@ -21,14 +21,6 @@ from magvit2.losses.adversarial import (
 from magvit2.tokenizer.discriminator import DiscriminatorConfig, StyleGANDiscriminator
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions run fastest single-threaded (and do not fight other processes for cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def softplus(v: float) -> float:
     return math.log1p(math.exp(v))

@@ -9,14 +9,6 @@ from magvit2.layers.blur import BlurPool, BlurPool2d, BlurPool3d, blur_kernel, b
 from magvit2.tokenizer.discriminator import DiscriminatorConfig, StyleGANDiscriminator, minibatch_stddev
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions run fastest single-threaded (and do not fight other processes for cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 # ----- blur pooling -----------------------------------------------------------------------
 def test_blur_kernel_sums_to_one_and_is_binomial():

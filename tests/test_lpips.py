@@ -37,14 +37,6 @@ def _image(name: str, size: int = 64) -> torch.Tensor:
     return torch.from_numpy(img).permute(2, 0, 1)[None].float() * 2 - 1
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: much faster than two on a busy 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.fixture(scope="module")
 def vgg() -> lp.LPIPS:

@@ -11,14 +11,6 @@ import torch
 from magvit2.eval import metrics as M
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: much faster than two on a busy 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def _astronaut(size: int = 64) -> torch.Tensor:
     from skimage import data, transform
