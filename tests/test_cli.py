@@ -117,3 +117,19 @@ def test_eval_recon(models, tmp_path: Path, capsys) -> None:
     table = json.loads(out.read_text())
     assert {"psnr", "ssim", "lpips", "codebook_usage", "perplexity"} <= set(table)
     assert table["fvd"].startswith("unavailable")
+
+
+def test_compress_with_lm_prior_is_lossless_on_tokens(models, clip, tmp_path: Path) -> None:
+    """--prior lm codes the tokens under the masked LM; decoding gives exactly the uniform-prior frames."""
+    from magvit2.data import MovingShapes, to_uint8, write_video
+
+    src = tmp_path / "shapes.mkv"  # lossless, 5 frames of 32x32: one group on the LM's 2x8x8 grid
+    write_video(src, to_uint8(MovingShapes(1, 5, 32, 0)[0]["video"]), fps=8)
+    outs = {}
+    for prior in ("uniform", "lm"):
+        m2v, npy = tmp_path / f"{prior}.m2v", tmp_path / f"{prior}.npy"
+        assert main(["compress", str(src), "-o", str(m2v), "--lm", str(models["gen"]), "--prior", prior]) == 0
+        assert main(["decompress", str(m2v), "-o", str(npy), "--lm", str(models["gen"])]) == 0
+        outs[prior] = np.load(npy)
+    assert np.array_equal(outs["uniform"], outs["lm"])
+    assert main(["compress", str(clip), "-o", str(tmp_path / "x.m2v"), "--prior", "lm"]) == 2

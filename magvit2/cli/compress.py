@@ -37,17 +37,20 @@ def load_codec_models(model: str | None, prior: str, lm_dir: str | None, device)
     """(tokenizer, prior object or None) for a prior kind."""
     from magvit2.codec.priors import STATIC_PRIOR_FILENAME, StaticPrior
 
-    if prior == "lm" or lm_dir:
-        if not lm_dir:
-            raise ValueError("--prior lm needs --lm DIR (a generator directory)")
+    if prior == "lm" and not lm_dir:
+        raise ValueError("--prior lm needs --lm DIR (a generator directory)")
+    if lm_dir:  # the generator's own tokenizer; its LM is the prior when asked for
         from magvit2.cli.generate import load_generator
         from magvit2.codec.lm import lm_prior
 
         gen = load_generator(lm_dir, device)
-        if gen.kind != "mlm":
-            raise ValueError(f"{lm_dir} holds an autoregressive model; the codec's lm prior uses a masked model")
-        return gen.tokenizer, lm_prior(gen.lm)
-    tok = load_tokenizer(model, device)
+        if prior == "lm":
+            if gen.kind != "mlm":
+                raise ValueError(f"{lm_dir} holds an autoregressive model; the codec's lm prior uses a masked model")
+            return gen.tokenizer, lm_prior(gen.lm)
+        tok = gen.tokenizer
+    else:
+        tok = load_tokenizer(model, device)
     if prior == "static":
         from magvit2.pretrained import default_model_dir
 
