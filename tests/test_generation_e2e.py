@@ -8,7 +8,6 @@ marginals. For the MLM the class sets share their high nibble (the product of ma
 stays inside the set); the AR test uses sets whose nibbles vary together, which only a
 model of the joint (the AR chain-rule heads) reproduces.
 """
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -27,13 +26,6 @@ ALIGNED = (torch.tensor([0x12, 0x15, 0x19, 0x1C]), torch.tensor([0xE1, 0xE4, 0xE
 JOINT = (torch.tensor([0x12, 0x34, 0x56, 0x78]), torch.tensor([0x9A, 0xBC, 0xDE, 0xF1]))
 T, H, W = torch.meshgrid(*(torch.arange(s) for s in GRID), indexing="ij")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def make(labels: torch.Tensor, shift: torch.Tensor, sets) -> torch.Tensor:

@@ -18,13 +18,6 @@ from magvit2.generation.losses import drop_labels
 from magvit2.quantizers.factorize import split_indices
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def tiny(**kw) -> LMConfig:
     return LMConfig.preset("tiny", **kw)

@@ -12,13 +12,6 @@ from magvit2.quantizers.factorize import join_indices, split_indices
 BITS = (4, 4)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 class Recorder:
     """A logits_fn whose logits depend on the input and the condition; records its inputs."""

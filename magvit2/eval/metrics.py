@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 from einops import rearrange
+
+from magvit2.losses.perceptual import as_video_pair
 from torchmetrics.functional.image import (
     multiscale_structural_similarity_index_measure,
     peak_signal_noise_ratio,
@@ -39,12 +41,7 @@ MS_SSIM_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 def _frames01(real: torch.Tensor, fake: torch.Tensor, quantize: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
     """[b, 3, (t,) h, w] in [-1, 1] -> two [n, 3, h, w] float32 frame batches in [0, 1] and b."""
-    if real.shape != fake.shape:
-        raise ValueError(f"real and fake must have equal shapes, got {tuple(real.shape)} and {tuple(fake.shape)}")
-    if real.ndim == 4:
-        real, fake = real.unsqueeze(2), fake.unsqueeze(2)
-    if real.ndim != 5 or real.shape[1] != 3:
-        raise ValueError(f"expected images [b, 3, h, w] or videos [b, 3, t, h, w] in [-1, 1], got {tuple(real.shape)}")
+    real, fake = as_video_pair(real, fake)
     out = []
     for x in (real, fake):
         x = ((x.detach().float() + 1) / 2).clamp(0, 1)
@@ -119,12 +116,7 @@ def lpips(
     """Per-sample LPIPS, frame-averaged: [b] (inputs clipped to [-1, 1])."""
     from magvit2.losses.lpips import get_lpips
 
-    if real.shape != fake.shape:
-        raise ValueError(f"real and fake must have equal shapes, got {tuple(real.shape)} and {tuple(fake.shape)}")
-    if real.ndim == 4:
-        real, fake = real.unsqueeze(2), fake.unsqueeze(2)
-    if real.ndim != 5 or real.shape[1] != 3:
-        raise ValueError(f"expected images [b, 3, h, w] or videos [b, 3, t, h, w], got {tuple(real.shape)}")
+    real, fake = as_video_pair(real, fake)
     b = real.shape[0]
     r = rearrange(real.float().clamp(-1, 1), "b c t h w -> (b t) c h w")
     f = rearrange(fake.float().clamp(-1, 1), "b c t h w -> (b t) c h w")

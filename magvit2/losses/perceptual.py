@@ -58,6 +58,17 @@ _HOW_TO_GET = (
 )
 
 
+
+def as_video_pair(real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check a (real, fake) pair of images ``[b, 3, h, w]`` or videos ``[b, 3, t, h, w]``; return both as videos."""
+    if real.shape != fake.shape:
+        raise ValueError(f"real and fake must have equal shapes, got {tuple(real.shape)} and {tuple(fake.shape)}")
+    if real.ndim == 4:
+        real, fake = real.unsqueeze(2), fake.unsqueeze(2)
+    if real.ndim != 5 or real.shape[1] != 3:
+        raise ValueError(f"expected images [b, 3, h, w] or videos [b, 3, t, h, w], got {tuple(real.shape)}")
+    return real, fake
+
 class ResNetWeightsError(RuntimeError):
     """The ResNet-50 weights file is missing or does not match the torchvision ResNet-50 layout."""
 
@@ -258,12 +269,7 @@ class PerceptualLoss(nn.Module):
 
     def _frames(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Flatten [b, 3, t, h, w] -> [n, 3, h, w], keeping a random subset of ``frames`` per video if set."""
-        if real.shape != fake.shape:
-            raise ValueError(f"real and fake must have equal shapes, got {tuple(real.shape)} and {tuple(fake.shape)}")
-        if real.ndim == 4:
-            real, fake = real.unsqueeze(2), fake.unsqueeze(2)
-        if real.ndim != 5 or real.shape[1] != 3:
-            raise ValueError(f"expected videos [b, 3, t, h, w] or images [b, 3, h, w], got {tuple(real.shape)}")
+        real, fake = as_video_pair(real, fake)
         b, _, t = real.shape[:3]
         k = self.config.frames
         if k is not None and k < t:
