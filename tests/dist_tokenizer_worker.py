@@ -1,4 +1,6 @@
-"""Run by ``torchrun --nproc_per_node 2`` from test_distributed.py: a few tiny DDP steps on CPU.
+"""Run by ``torchrun --nproc_per_node 2`` from test_distributed.py: a few tiny DDP or FSDP2 steps on CPU.
+
+Arguments: ``OUT [ddp|fsdp] [STEPS] [resume]``.
 
 Each rank writes a fingerprint of its EMA weights and the codebook entropy it
 saw, so the test can check that ranks agree. (Writing per-rank files is for the
@@ -22,20 +24,23 @@ from magvit2.train.config import TokenizerTrainConfig  # noqa: E402
 from magvit2.train.tokenizer_trainer import TokenizerTrainer  # noqa: E402
 
 
-def main(out: str) -> None:
+def main(out: str, parallel: str = "ddp", steps: str = "3", resume: str = "no") -> None:
     base = TokenizerTrainConfig.preset("tiny")
-    cfg = dataclasses.replace(base, steps=3, batch_size=2, log_every=1, eval_every=1000, ckpt_every=3,
-                              out_dir=out, progress=False, device="cpu")
+    cfg = dataclasses.replace(base, steps=int(steps), batch_size=2, log_every=1, eval_every=1000, ckpt_every=3,
+                              out_dir=out, progress=False, device="cpu", parallel=parallel)
     cfg = cfg.override(["loss.adversarial.discriminator_start=1", "loss.perceptual_weight=0"])
     tr = TokenizerTrainer(cfg, Clips(n=8), eval_dataset=Clips(n=4))
+    if resume == "resume":
+        assert tr.resume(), "no checkpoint to resume from"
     tr.fit()
     rank = tr.info.rank
     h = hashlib.sha256()
     for v in tr.ema.model.state_dict().values():
         h.update(v.detach().cpu().numpy().tobytes())
     x = torch.stack([Clips(n=8)[i + 4 * rank]["video"] for i in range(2)])
-    z = tr.model.encode_latent(x)
-    q = tr.model.quantize(z)  # codebook entropy through the all-reduce hook: same on both ranks
+    model = tr.ema.model  # whole weights under DDP and FSDP2 alike
+    z = model.encode_latent(x)
+    q = model.quantize(z)  # codebook entropy through the all-reduce hook: same on both ranks
     Path(out, f"rank{rank}.json").write_text(json.dumps(
         {"ema": h.hexdigest(), "codebook_entropy": float(q.codebook_entropy),
          "world": int(os.environ["WORLD_SIZE"]), "steps": tr.g_steps}))
@@ -45,4 +50,4 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])

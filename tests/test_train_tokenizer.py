@@ -107,3 +107,23 @@ def test_tiny_tokenizer_learns_on_real_clips(tmp_path: Path) -> None:
     assert after["psnr"] > before["psnr"] + 2.0, (before, after)
     assert after["balanced_bits"] >= 0.5, after
     assert (tmp_path / "run" / "export" / "model.safetensors").is_file()
+
+
+def test_bf16_training_matches_fp32_and_keeps_the_quantizer_fp32(tmp_path: Path) -> None:
+    """precision=bf16: finite steps with GAN and R1, losses close to fp32 from the same start, LFQ math in fp32."""
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        tr = TokenizerTrainer(_cfg(tmp_path / precision, steps=4, precision=precision), Clips(), eval_dataset=Clips())
+        tr.fit()
+        assert tr.skipped_steps == 0 and tr.d_steps == 2
+        runs[precision] = (tr, _logged(tmp_path / precision / "run"))
+    (tr, bf16), (_, fp32) = runs["bf16"], runs["fp32"]
+    for key in ("recon", "loss_g"):  # step 1: same weights and batch; only the arithmetic differs
+        assert abs(bf16[1][key] - fp32[1][key]) <= 0.05 * abs(fp32[1][key]) + 1e-3, (key, bf16[1][key], fp32[1][key])
+    assert all(torch.isfinite(torch.tensor(r["loss_d"])) for r in bf16.values() if "loss_d" in r)
+    x = Clips()[0]["video"][None]
+    with tr.autocast():
+        out = tr.model(x)
+    assert out.latent.dtype == torch.bfloat16  # the network ran in bf16 ...
+    q = out.quantizer
+    assert q.per_sample_entropy.dtype == q.codebook_entropy.dtype == torch.float32  # ... the quantizer did not

@@ -15,7 +15,8 @@ import torch.distributed as dist
 from torch import nn
 
 __all__ = ["DistInfo", "init_distributed", "cleanup", "all_reduce_mean", "mean_across_ranks",
-           "barrier", "wrap_model", "broadcast_object"]
+           "barrier", "wrap_model", "broadcast_object", "is_sharded", "full_tensor", "model_state",
+           "load_model_state", "optimizer_state", "load_optimizer_state"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,10 @@ def broadcast_object(obj: object) -> object:
     return box[0]
 
 
+#: module classes that FSDP2 shards as their own unit (the rest is sharded with the root)
+SHARD_UNITS = ("ResBlock", "Block")
+
+
 def wrap_model(model: nn.Module, info: DistInfo, strategy: str = "ddp") -> nn.Module:
     """Apply data parallelism from outside the model: "ddp", "fsdp" (FSDP2) or "none"."""
     if not info.distributed or strategy == "none":
@@ -107,12 +112,71 @@ def wrap_model(model: nn.Module, info: DistInfo, strategy: str = "ddp") -> nn.Mo
 
         ids = [info.device.index] if info.device.type == "cuda" else None
         return DDP(model, device_ids=ids)
-    if strategy == "fsdp":
+    if strategy == "fsdp":  # in place: the parameters become DTensors, so build optimizers afterwards
         from torch.distributed.fsdp import fully_shard
 
         for m in model.modules():
-            if m.__class__.__name__ in ("ResBlock",) and m is not model:
+            if m.__class__.__name__ in SHARD_UNITS and m is not model:
                 fully_shard(m)
         fully_shard(model)
         return model
     raise ValueError(f"unknown parallel strategy {strategy!r}; expected 'ddp', 'fsdp' or 'none'")
+
+
+# ----- FSDP2-aware state: full (unsharded) tensors whatever the strategy -----------------------------------
+def is_sharded(module: nn.Module) -> bool:
+    """True when ``module`` was wrapped by FSDP2's ``fully_shard``."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(module, FSDPModule)
+
+
+def full_tensor(t: torch.Tensor) -> torch.Tensor:
+    """The whole tensor: a DTensor (FSDP2 shard) is gathered from every rank (a collective); others pass through."""
+    from torch.distributed.tensor import DTensor
+
+    return t.full_tensor() if isinstance(t, DTensor) else t
+
+
+def _options(**kw):
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, **kw)
+
+
+def model_state(module: nn.Module) -> dict:
+    """``state_dict`` with full tensors. Under FSDP2 it is a collective (call it on every rank) and only
+    rank 0 receives the tensors (other ranks get an empty dict): what rank 0 saves loads anywhere."""
+    if not is_sharded(module):
+        return module.state_dict()
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    return get_model_state_dict(module, options=_options(cpu_offload=True))
+
+
+def load_model_state(module: nn.Module, state: dict) -> None:
+    """Load a full ``state_dict`` (as :func:`model_state` returns) into a plain or FSDP2 module."""
+    if not is_sharded(module):
+        module.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict
+
+    set_model_state_dict(module, state, options=_options())
+
+
+def optimizer_state(module: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """The optimizer's state with full tensors (a collective under FSDP2, like :func:`model_state`)."""
+    if not is_sharded(module):
+        return optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    return get_optimizer_state_dict(module, optimizer, options=_options(cpu_offload=True))
+
+
+def load_optimizer_state(module: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    if not is_sharded(module):
+        optimizer.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+
+    set_optimizer_state_dict(module, optimizer, state, options=_options())

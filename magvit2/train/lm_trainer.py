@@ -38,14 +38,14 @@ class LMTrainer(Trainer):
     def setup(self) -> None:
         cfg = self.cfg
         self.model = build_lm(cfg.model, cfg.kind).to(self.device).train()
-        self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None  # before sharding: whole weights
+        self.net = dist_utils.wrap_model(self.model, self.info, cfg.parallel)  # before the optimizer (FSDP2)
         o = cfg.optim
         decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2 and "embed" not in n]
         no_decay = [p for n, p in self.model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
                                       {"params": no_decay, "weight_decay": 0.0}], lr=o.lr, betas=tuple(o.betas))
         self.sched = warmup_cosine(self.opt, o.warmup_steps, cfg.steps, o.min_lr_ratio)
-        self.net = dist_utils.wrap_model(self.model, self.info, cfg.parallel)
 
     @property
     def eval_model(self):
@@ -78,7 +78,7 @@ class LMTrainer(Trainer):
         loss = torch.stack(losses).mean()
         params = [p for p in self.model.parameters() if p.grad is not None]
         clip = self.cfg.optim.grad_clip
-        gnorm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
+        gnorm = dist_utils.full_tensor(torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf")))
         if not self.all_finite(loss, gnorm):
             self.opt.zero_grad(set_to_none=True)
             self.record_bad_step(f"loss {float(loss):.4g}, grad norm {float(gnorm):.4g}")
@@ -107,14 +107,14 @@ class LMTrainer(Trainer):
         return {"loss": float(out.loss), "token_accuracy": float(out.token_accuracy)}
 
     def state(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
-                "opt": self.opt.state_dict(), "sched": self.sched.state_dict()}
+        return {"model": dist_utils.model_state(self.model), "ema": self.ema.state_dict() if self.ema else None,
+                "opt": dist_utils.optimizer_state(self.model, self.opt), "sched": self.sched.state_dict()}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
+        dist_utils.load_model_state(self.model, state["model"])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
-        self.opt.load_state_dict(state["opt"])
+        dist_utils.load_optimizer_state(self.model, self.opt, state["opt"])
         self.sched.load_state_dict(state["sched"])
 
     def _tokenizer_dir(self) -> Path | None:
@@ -125,11 +125,12 @@ class LMTrainer(Trainer):
 
     def export(self) -> Path | None:
         """Save the EMA model with its tokenizer as a :class:`VideoGenerator` in ``<out_dir>/export``."""
+        weights = dist_utils.model_state(self.eval_model)  # a collective under FSDP2 without EMA
         if not self.info.is_main:
             return None
         tok_dir = self._tokenizer_dir()
         if tok_dir is None or not (tok_dir / "config.json").is_file():
             return None  # token data without a known tokenizer: checkpoints only
         gen = VideoGenerator(build_lm(self.cfg.model, self.cfg.kind), VideoTokenizer.from_pretrained(tok_dir))
-        gen.lm.load_state_dict(self.eval_model.state_dict())
+        gen.lm.load_state_dict(weights)
         return gen.save_pretrained(self.out_dir / "export")

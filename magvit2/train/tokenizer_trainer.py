@@ -64,11 +64,11 @@ class TokenizerTrainer(Trainer):
         self.disc = StyleGANDiscriminator(cfg.discriminator).to(self.device).train()
         self.loss = TokenizerLoss(cfg.loss).to(self.device)
         self.loss.prepare(self.device)
-        self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-        self.opt_g, self.sched_g = _adam(self.model.parameters(), cfg.optim, cfg.steps)
-        self.opt_d, self.sched_d = _adam(self.disc.parameters(), cfg.disc_optim, cfg.steps)
+        self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None  # before sharding: whole weights
         self.g = dist_utils.wrap_model(self.model, self.info, cfg.parallel)
         self.d = dist_utils.wrap_model(self.disc, self.info, cfg.parallel)
+        self.opt_g, self.sched_g = _adam(self.model.parameters(), cfg.optim, cfg.steps)  # after: FSDP2 swaps params
+        self.opt_d, self.sched_d = _adam(self.disc.parameters(), cfg.disc_optim, cfg.steps)
         self.d_steps = 0  # discriminator optimizer steps taken (one per iteration once the GAN is on)
         self.g_steps = 0
         self._eval_batch: torch.Tensor | None = None
@@ -87,8 +87,8 @@ class TokenizerTrainer(Trainer):
     def _clip_and_check(self, params, clip: float) -> torch.Tensor:
         params = [p for p in params if p.grad is not None]
         if clip > 0:
-            return torch.nn.utils.clip_grad_norm_(params, clip)
-        return torch.sqrt(sum((p.grad.float() ** 2).sum() for p in params))
+            return dist_utils.full_tensor(torch.nn.utils.clip_grad_norm_(params, clip))
+        return torch.sqrt(sum(dist_utils.full_tensor((p.grad.float() ** 2).sum()) for p in params))
 
     def train_step(self, micro_batches: list[dict[str, Any]]) -> dict[str, float] | None:
         cfg, step = self.cfg, self.step
@@ -183,32 +183,39 @@ class TokenizerTrainer(Trainer):
 
     # ----- state ----------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        full = dist_utils  # whole tensors under FSDP2 too (collectives: every rank calls state())
         return {
-            "model": self.model.state_dict(), "disc": self.disc.state_dict(),
+            "model": full.model_state(self.model), "disc": full.model_state(self.disc),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "loss": self.loss.state_dict(),
-            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "opt_g": full.optimizer_state(self.model, self.opt_g), "opt_d": full.optimizer_state(self.disc, self.opt_d),
             "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
             "g_steps": self.g_steps, "d_steps": self.d_steps,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.disc.load_state_dict(state["disc"])
+        dist_utils.load_model_state(self.model, state["model"])
+        dist_utils.load_model_state(self.disc, state["disc"])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
         self.loss.load_state_dict(state["loss"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
+        dist_utils.load_optimizer_state(self.model, self.opt_g, state["opt_g"])
+        dist_utils.load_optimizer_state(self.disc, self.opt_d, state["opt_d"])
         self.sched_g.load_state_dict(state["sched_g"])
         self.sched_d.load_state_dict(state["sched_d"])
         self.g_steps, self.d_steps = state["g_steps"], state["d_steps"]
 
     def export(self) -> Path | None:
         """Save the EMA tokenizer (or the raw one without EMA) as ``<out_dir>/export``."""
+        model = self.eval_model
+        if dist_utils.is_sharded(model):  # no EMA under FSDP2: gather the weights (every rank), save a plain copy
+            state = dist_utils.model_state(model)
+            if not self.info.is_main:
+                return None
+            model = VideoTokenizer(self.cfg.model)
+            model.load_state_dict(state)
         if not self.info.is_main:
             return None
-        model = self.eval_model
         hook = model.quantizer.reduce_hook
         model.quantizer.reduce_hook = None
         try:
