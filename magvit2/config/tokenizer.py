@@ -108,8 +108,11 @@ def _small() -> TokenizerConfig:
 
 @TokenizerConfig.register_preset("digits")
 def _digits() -> TokenizerConfig:
+    # gamma 0.1: a weak codebook-entropy pull. Most of a digits frame is black; with gamma 1 the
+    # penalty spreads that background over hundreds of codes, which a token model then has to learn.
     return TokenizerConfig(base_channels=16, channel_multipliers=(1, 2, 4), num_res_blocks=1,
-                           temporal_downsample=(True, True), num_groups=8, bits=10, group_frames=9)
+                           temporal_downsample=(True, True), num_groups=8, bits=10, group_frames=9,
+                           quantizer=QuantizerConfig(gamma=0.1))
 
 
 @TokenizerConfig.register_preset("image-128")

@@ -108,10 +108,10 @@ def _small() -> TokenizerTrainConfig:
 def _digits() -> TokenizerTrainConfig:
     """The shipped moving-digits tokenizer: 9x32x32 clips, reconstruction + LFQ only (no GAN, no LPIPS)."""
     return TokenizerTrainConfig(
-        steps=1000, batch_size=8, log_every=10, eval_every=100, ckpt_every=50, out_dir="runs/digits-tokenizer",
+        steps=1500, batch_size=8, log_every=10, eval_every=100, ckpt_every=50, out_dir="runs/digits-tokenizer",
         model=TokenizerConfig.preset("digits"),
         discriminator=DiscriminatorConfig.preset("tiny"),
-        data=DataConfig(source="digits", num_frames=9, resolution=32, digit_size=16),
+        data=DataConfig(source="digits", num_frames=9, resolution=32, digit_size=16, random_flip=False),
         loss=TokenizerLossConfig(perceptual_weight=0.0,
                                  adversarial=AdversarialConfig(discriminator_start=10**9),
                                  entropy_anneal_steps=200),
