@@ -107,39 +107,48 @@ def publish_digits() -> None:
     card = {"model": "digits-lm", "lm_steps": _last(run, "train").get("step"),
             "tokenizer_steps": _last(tok_run, "train").get("step"),
             "classifier_heldout_accuracy": round(clf_acc, 4), "generation": full, "generation_slice": slice_metrics,
-            "tokenizer_heldout_psnr": round(tok_eval.get("psnr", float("nan")), 2)}
+            "tokenizer_heldout_psnr": round(tok_eval.get("psnr", float("nan")), 2),
+            "lm_train_items": json.loads((RUNS / "digits-tokens" / "manifest.json").read_text())["num_items"]}
     cfg = gen.config
     card["classifier_accuracy_on_tokenizer_reconstructions"] = round(recon_acc, 4)
-    verdict = (f"Class-conditional generation is at chance level: it makes digit-like blobs, but not of the "
-               f"requested class." if full["class_accuracy"] < 2 * full["chance"] else
-               f"It generates short clips of a moving digit, of the requested class {full['class_accuracy']:.0%} of the time.")
+    acc, chance = full["class_accuracy"], full["chance"]
+    if acc < 2 * chance:
+        verdict = ("Class-conditional generation is at chance level: it makes digit-like blobs, but not of the "
+                   "requested class.")
+    elif acc < 0.6:
+        verdict = (f"Class conditioning works only partly: {acc:.0%} of generated clips show the requested digit "
+                   f"(chance {chance:.0%}); many are blurred or ambiguous.")
+    else:
+        verdict = f"It generates short clips of a moving digit, of the requested class {acc:.0%} of the time."
+    tq = gen.tokenizer.config.quantizer
     md = f"""# digits-lm (moving-digits generator)
 
 A class-conditional MaskGIT-style masked token model over a moving-digits tokenizer, both trained by
 `recipes/train_shipped.sh` on a 2-core CPU. Data: 9-frame 32x32 clips of one bouncing scikit-learn digit
 (8x8 handwriting upscaled to 16 px), class = digit; 20% of the handwriting is held out.
 
-- Tokenizer (`tokenizer/`): 9x32x32 -> 3x8x8 tokens of {cfg.bits} bits, {card['tokenizer_steps']} steps;
-  held-out PSNR {card['tokenizer_heldout_psnr']} dB (EMA weights, 8 clips).
+- Tokenizer (`tokenizer/`): 9x32x32 -> 3x8x8 tokens of {cfg.bits} bits, {card['tokenizer_steps']} steps,
+  LFQ entropy penalty with a weak codebook term (gamma {tq.gamma}: most of each frame is black background,
+  which should get few codes); held-out PSNR {card['tokenizer_heldout_psnr']} dB (EMA weights, 8 clips).
 - Language model: {cfg.depth} layers, width {cfg.width}, tokens factorized into {cfg.bits_per_group} sub-tokens,
-  class prefix with 10% label dropout (classifier-free guidance), 30% of samples trained with the first 2 latent
-  frames (5 real frames) as context; {card['lm_steps']} steps.
+  class prefix with {cfg.class_dropout:.0%} label dropout (classifier-free guidance), 30% of samples trained with
+  the first 2 latent frames (5 real frames) as context; {card['lm_steps']} steps on {card['lm_train_items']} tokenized clips.
 
 ## Quality
 
 A CNN trained on real moving-digit frames (its accuracy on held-out real clips: {card['classifier_heldout_accuracy']:.1%})
-assigns **{full['class_accuracy']:.1%}** of {full['clips']} generated clips ({full['steps']} MaskGIT steps, guidance
-{full['guidance']}) to the requested class (chance: {full['chance']:.0%}). Per class: {full['per_class']}.
+assigns **{acc:.1%}** of {full['clips']} generated clips ({full['steps']} MaskGIT steps, guidance
+{full['guidance']}) to the requested class (chance: {chance:.0%}). Per class: {full['per_class']}.
+The same CNN recognises {recon_acc:.0%} of the tokenizer's reconstructions of held-out real clips, which
+bounds what the generator can reach through this tokenizer.
 
 ## What it can and cannot do
 
 {verdict}
-It continues a real moving-digit clip from its first 5 frames (the context frames are kept exactly; the
-generated frames are blobs that drift apart). Causes, as far as measured: the digits tokenizer is weak
-(held-out PSNR above; the classifier recognises only {recon_acc:.0%} of its reconstructions of real clips), and
-its LFQ codes do not give the black background one stable token, so the language model spends its
-capacity on background noise (token accuracy about 25% after {card['lm_steps']} steps). More tokenizer and
-LM training, or a tokenizer trained on 17-frame clips, are the next steps.
+It continues a real moving-digit clip from its first 5 frames (the context frames are kept exactly).
+It knows one white digit on black at 32x32 and nothing else; it is a demonstration that the whole
+pipeline (tokenizer, token LM, sampler, decoder) trains and works end to end on a CPU, not a
+general video generator. `configs/lm/video-17x128.yaml` is the GPU-scale recipe.
 """
     write_card(dst, card, md)
     print("digits card:", card)

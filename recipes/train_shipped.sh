@@ -12,8 +12,9 @@ $M2 train tokenizer --config small &
 $M2 train tokenizer --config digits &
 wait
 
-# 2. Tokenize the moving-digits training split (9 frames at 32x32 -> 3x8x8 tokens of 10 bits).
-$M2 tokenize --model runs/digits-tokenizer/export --data digits --frames 9 --resolution 32 --num-samples 6000 \
+# 2. Tokenize the moving-digits training split (12,000 clips, each training digit about 8 times with
+#    different motion; 9 frames at 32x32 -> 3x8x8 tokens of 10 bits).
+$M2 tokenize --model runs/digits-tokenizer/export --data digits --frames 9 --resolution 32 --num-samples 12000 \
     --batch-size 64 --shard-size 1000 -o runs/digits-tokens
 
 # 3. The class-conditional masked LM (30% of samples trained with 2 latent frames of context).

@@ -41,3 +41,19 @@ def test_unknown_preset_and_keys(tmp_path) -> None:
         TokenizerConfig.from_yaml(tmp_path / "missing.yaml")
     with pytest.raises(ValueError, match="temporal_downsample needs"):
         TokenizerConfig(channel_multipliers=(1, 2), temporal_downsample=(True, True))
+
+
+def test_shipped_yaml_configs_equal_their_presets() -> None:
+    """configs/<kind>/<name>.yaml is the preset of the same name, written out (so the two cannot drift)."""
+    from pathlib import Path
+
+    from magvit2.train.config import TokenizerTrainConfig
+    from magvit2.train.lm_config import LMTrainConfig
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    checked = 0
+    for kind, cls in (("tokenizer", TokenizerTrainConfig), ("lm", LMTrainConfig)):
+        for path in sorted((root / kind).glob("*.yaml")):
+            assert cls.from_yaml(path) == cls.preset(path.stem), path.name
+            checked += 1
+    assert checked >= 5

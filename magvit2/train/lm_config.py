@@ -40,7 +40,7 @@ def _tiny() -> LMTrainConfig:
 @LMTrainConfig.register_preset("digits")
 def _digits() -> LMTrainConfig:
     """The shipped moving-digits generator (class-conditional + frame prediction)."""
-    return LMTrainConfig(model=LMConfig.preset("digits"), steps=1500, batch_size=32, log_every=25, eval_every=250,
+    return LMTrainConfig(model=LMConfig.preset("digits"), steps=3000, batch_size=32, log_every=25, eval_every=250,
                          ckpt_every=250, out_dir="runs/digits-lm", ema_decay=0.99, context_prob=0.3,
                          tokens="runs/digits-tokens", tokenizer="runs/digits-tokenizer/export",
                          optim=OptimConfig(lr=1e-3, betas=(0.9, 0.96), weight_decay=0.045, warmup_steps=100))
