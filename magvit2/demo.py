@@ -67,7 +67,7 @@ def _reconstruction_and_codec(res: DemoResult, out: Path, size: int, frames_n: i
     from magvit2.data.transforms import to_tensor, to_uint8
     from magvit2.data.writers import make_grid, write_image, write_video
     from magvit2.eval.metrics import lpips, psnr
-    from magvit2.eval.rd import interpolate_at_bpp, rd_curve_anchor, _plot
+    from magvit2.eval.rd import interpolate_at_bpp, rd_curve_anchor, plot_rd
     from magvit2.tokenizer.groups import resize_short_side
 
     tok, tok_name = _tokenizer(res)
@@ -112,7 +112,7 @@ def _reconstruction_and_codec(res: DemoResult, out: Path, size: int, frames_n: i
     from magvit2.eval.rd import RDPoint
 
     ours_pt = RDPoint("magvit2", "uniform", bpp, m_psnr, math.nan, m_lpips, enc.stats.num_bytes, dt, "carphone")
-    _plot(points + [ours_pt], ["carphone"], ["psnr", "lpips"], out / "rd.png")
+    plot_rd(points + [ours_pt], ["carphone"], ["psnr", "lpips"], out / "rd.png")
     return [
         "## Reconstruction and compression",
         f"Clip `{clip_path.name}` ({t} frames, {w8}x{h8}), held out from training. Tokenizer: {tok_name}.",

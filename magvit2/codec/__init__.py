@@ -16,7 +16,6 @@ from magvit2.codec.compress import (
     compress_file,
     decompress,
     decompress_file,
-    group_boundaries,
     read_header,
     resolve_prior,
     tokenizer_geometry,
@@ -35,7 +34,7 @@ from magvit2.codec.priors import (
 
 __all__ = [
     "CodecConfig", "CompressStats", "DecodedVideo", "EncodedVideo", "Geometry", "Tokenizer", "VideoCodec",
-    "compress", "compress_file", "decompress", "decompress_file", "group_boundaries", "read_header", "resolve_prior",
+    "compress", "compress_file", "decompress", "decompress_file", "read_header", "resolve_prior",
     "tokenizer_geometry", "CodecError", "Header", "fingerprint", "read_frames", "write_frames",
     "STATIC_PRIOR_FILENAME", "LMPrior", "StaticPrior", "TokenPrior", "UniformPrior", "default_split",
     "fit_static_prior",

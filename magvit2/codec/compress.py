@@ -36,6 +36,7 @@ from magvit2.codec.io import check_frames, read_frames, write_frames
 from magvit2.codec.priors import LMPrior, TokenPrior, UniformPrior, default_split, prior_from_kind
 from magvit2.config.base import Config
 from magvit2.quantizers.factorize import join_indices, split_indices
+from magvit2.tokenizer.groups import plan_groups, valid_length
 
 __all__ = [
     "Tokenizer",
@@ -51,7 +52,6 @@ __all__ = [
     "compress_file",
     "decompress_file",
     "read_header",
-    "group_boundaries",
     "resolve_prior",
 ]
 
@@ -91,7 +91,7 @@ class Geometry:
 
     def coded_frames(self, frames: int) -> int:
         """Smallest valid tokenizer length ``1 + temporal * k >= frames``."""
-        return 1 + self.temporal * -(-(frames - 1) // self.temporal)
+        return valid_length(frames, self.temporal)
 
     def token_shape(self, t: int, h: int, w: int) -> tuple[int, int, int]:
         return (1 + (t - 1) // self.temporal, h // self.spatial, w // self.spatial)
@@ -231,9 +231,9 @@ class VideoCodec:
         device, dtype = _model_device(self.tokenizer)
         payloads, entries, tokens = [], [], []
         with _eval_mode(self.tokenizer):
-            for s, n in group_boundaries(t, self.config.group_frames):
-                clip = frames[s : s + n]
-                pad_t = g.coded_frames(n) - n
+            for grp in plan_groups(t, self.config.group_frames, g.temporal):
+                clip = frames[grp.start : grp.start + grp.length]
+                pad_t = grp.padded - grp.length
                 clip = np.pad(clip, ((0, pad_t), (0, ph), (0, pw), (0, 0)), mode="edge")
                 idx = self.tokenizer.encode(_to_video(clip, device, dtype))
                 want = (1, *g.token_shape(*clip.shape[:3]))
@@ -244,7 +244,7 @@ class VideoCodec:
                     raise ValueError(f"tokenizer.encode returned ids outside [0, 2**{g.bits})")
                 sub = split_indices(rearrange(idx, "t h w -> (t h w)"), self.prior.bits_per_group)
                 payloads.append(self.prior.encode(sub.numpy()))
-                entries.append(GroupEntry(n, 0, 0))
+                entries.append(GroupEntry(grp.length, 0, 0))
                 tokens.append(idx)
         lm = isinstance(self.prior, LMPrior)
         header = Header(
@@ -386,7 +386,3 @@ def decompress_file(in_path: str | Path, out_path: str | Path | None, tokenizer:
         write_frames(out_path, decoded.frames, decoded.fps_fraction)
     return decoded
 
-
-def group_boundaries(num_frames: int, group_frames: int) -> list[tuple[int, int]]:
-    """``(start, length)`` of each causal group for ``num_frames`` frames."""
-    return [(s, min(group_frames, num_frames - s)) for s in range(0, num_frames, group_frames)]

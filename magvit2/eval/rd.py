@@ -38,6 +38,7 @@ __all__ = [
     "interpolate_at_bpp",
     "bpp_at_metric",
     "run_rd",
+    "plot_rd",
 ]
 
 DEFAULT_QPS: dict[str, tuple[int, ...]] = {
@@ -175,7 +176,8 @@ def _write_csv(points: Sequence[RDPoint], path: Path) -> None:
         writer.writerows(rows)
 
 
-def _plot(points: Sequence[RDPoint], videos: Sequence[str], metrics: Sequence[str], path: Path) -> None:
+def plot_rd(points: Sequence[RDPoint], videos: Sequence[str], metrics: Sequence[str], path: Path) -> None:
+    """Rate-distortion curves: one row per video, one column per metric, bits per pixel on a log axis."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -285,7 +287,7 @@ def run_rd(videos: Mapping[str, np.ndarray | str | Path] | Sequence[np.ndarray |
     names = [n for n, _ in items]
     report = RDReport(points, out / "rd.csv", out / "rd.png", out / "rd.md")
     _write_csv(points, report.csv_path)
-    _plot(points, names, metrics, report.plot_path)
+    plot_rd(points, names, metrics, report.plot_path)
     report.summary = _summary(points, names, codecs, metrics, notes)
     report.summary_path.write_text(report.summary)
     return report

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Group", "plan_groups", "pad_video", "reconstruct_video", "tokenize_groups", "resize_short_side"]
+__all__ = ["Group", "plan_groups", "valid_length", "pad_video", "reconstruct_video", "tokenize_groups", "resize_short_side"]
 
 
 class Group(NamedTuple):
@@ -25,7 +25,8 @@ class Group(NamedTuple):
     padded: int  #: frames fed to the tokenizer (valid length >= length)
 
 
-def _valid_length(n: int, factor: int) -> int:
+def valid_length(n: int, factor: int) -> int:
+    """Smallest tokenizer length ``1 + factor * k >= n``."""
     return 1 + factor * -(-(n - 1) // factor)
 
 
@@ -38,7 +39,7 @@ def plan_groups(num_frames: int, group_frames: int, temporal_factor: int) -> lis
     groups, start = [], 0
     while start < num_frames:
         n = min(group_frames, num_frames - start)
-        groups.append(Group(start, n, _valid_length(n, temporal_factor)))
+        groups.append(Group(start, n, valid_length(n, temporal_factor)))
         start += n
     return groups
 
