@@ -94,6 +94,20 @@ def test_mlm_class_conditioning_matters():
         model(sub, masked, torch.tensor([0.0, 1.0]))
 
 
+def test_class_everywhere_adds_the_class_to_every_input():
+    """With class_everywhere the class embedding enters every position: zeroing the prefix path alone
+    (an attention-free model) leaves a class effect, which the prefix-only model cannot have."""
+    for flag in (False, True):
+        cfg = tiny(class_everywhere=flag, depth=1)
+        model = MaskedTokenModel(cfg).eval()
+        model.transformer.blocks[0].attn.proj.weight.data.zero_()  # no attention output: no path from the prefix
+        model.transformer.blocks[0].attn.proj.bias.data.zero_()
+        sub, masked = rand_sub(cfg, 2), torch.ones(2, cfg.seq_len, dtype=torch.bool)
+        a = model(sub, masked, torch.tensor([0, 0])).logits
+        b = model(sub, masked, torch.tensor([1, 1])).logits
+        assert torch.allclose(a, b) != flag
+
+
 # ----- autoregressive model -----------------------------------------------------
 def test_ar_causality():
     cfg = tiny()
@@ -113,7 +127,8 @@ def test_ar_causality():
     torch.testing.assert_close(model(only_last_group, cond).logits[:, : j + 1], base[:, : j + 1], rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(tie_weights=True, pos_embedding="factorized", groups=3, bits=8)])
+@pytest.mark.parametrize("kw", [dict(), dict(tie_weights=True, pos_embedding="factorized", groups=3, bits=8),
+                                dict(class_everywhere=True)])
 def test_ar_kv_cache_matches_full_forward(kw):
     cfg = tiny(**kw)
     model = AutoregressiveTokenModel(cfg).eval()

@@ -6,6 +6,8 @@ transformer input predicts token ``j``:
 
     input_j = (class_embed(cond) if j == 0 else embed(token_{j-1})) + pos_j
 
+(with ``class_everywhere``, every slot also adds ``class_embed(cond)``)
+
 so the class (or the null class) acts as the start token and no extra slot is needed.
 
 Joint over sub-tokens: unlike the masked model, the AR model is sampled one position
@@ -99,13 +101,14 @@ class AutoregressiveTokenModel(nn.Module):
             raise ValueError("without a KV cache, slots must start at 0")
         if cache is not None and cache[0].length != start:
             raise ValueError(f"KV cache holds {cache[0].length} slots, expected start={start}")
-        parts = []
-        if start == 0:
-            parts.append(self.class_embed(class_condition(cond, b, self.config, sub_prefix.device))[:, None])
+        c = self.class_embed(class_condition(cond, b, self.config, sub_prefix.device))[:, None]  # [b, 1, d]
+        parts = [c] if start == 0 else []
         first = max(start - 1, 0)
         if end - 1 > first:
             parts.append(self.embed(sub_prefix[:, first:end - 1].long()))
         x = torch.cat(parts, dim=1) + self.pos()[start:end]
+        if self.config.class_everywhere:
+            x = x + c
         return self.transformer(self.drop(x), causal=True, cache=cache)
 
     def group_logits(self, h: torch.Tensor, prev: torch.Tensor, g: int) -> torch.Tensor:

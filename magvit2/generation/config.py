@@ -40,6 +40,9 @@ class LMConfig(Config):
         num_classes: number of class labels; 0 = unconditional. A "null" class with id
             ``num_classes`` is always present (classifier-free guidance, unconditional use).
         class_dropout: probability of replacing a label by the null class during training.
+        class_everywhere: besides the class prefix token, add the class embedding to every
+            position's input. A direct path for the class; it helps small models trained briefly
+            to use it at all (the paper's models use the prefix alone, the default).
         depth, width, heads, mlp_ratio, dropout: transformer size (pre-norm blocks).
         tie_weights: each prediction head reuses its sub-token embedding table (plus a bias).
         pos_embedding: "learned" (one vector per position) or "factorized" (sum of t, h, w vectors).
@@ -53,6 +56,7 @@ class LMConfig(Config):
     grid: tuple[int, int, int] = (5, 16, 16)
     num_classes: int = 0
     class_dropout: float = 0.1
+    class_everywhere: bool = False
     depth: int = 24
     width: int = 1024
     heads: int = 16

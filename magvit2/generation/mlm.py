@@ -3,8 +3,8 @@
 A bidirectional transformer over the raster-flattened token grid (t, h, w). Each
 d-bit token is factorized into ``g`` sub-tokens (18 -> 9 + 9); the input embedding
 of a position is the sum of its sub-token embeddings (a masked position uses the
-[MASK] row of every table), plus a position embedding. A class embedding is
-prepended as a prefix token (the null class ``num_classes`` serves classifier-free
+[MASK] row of every table), plus a position embedding (plus the class embedding
+with ``class_everywhere``). A class embedding is prepended as a prefix token (the null class ``num_classes`` serves classifier-free
 guidance and unconditional models). Separate heads predict every sub-token of every
 position; the training loss reads only the masked ones.
 
@@ -95,6 +95,8 @@ class MaskedTokenModel(nn.Module):
         sub = torch.where(masked[..., None], mask_ids, sub_tokens.long())
         x = self.embed(sub) + self.pos()  # [b, n, d]
         c = self.class_embed(class_condition(cond, b, self.config, x.device))[:, None]  # [b, 1, d] prefix
+        if self.config.class_everywhere:
+            x = x + c
         h = self.transformer(self.drop(torch.cat([c, x], dim=1)), causal=False)[:, 1:]
         return MLMOutput(self.head(h), h)
 
