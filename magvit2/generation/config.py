@@ -119,7 +119,7 @@ def _tiny() -> LMConfig:
 @LMConfig.register_preset("digits")
 def _digits() -> LMConfig:
     return LMConfig(bits=10, groups=2, grid=(3, 8, 8), num_classes=10, depth=4, width=128, heads=4,
-                    dropout=0.0, label_smoothing=0.0)
+                    dropout=0.0, label_smoothing=0.0, class_everywhere=True)
 
 
 @LMConfig.register_preset("image-256")
