@@ -36,4 +36,7 @@ def test_shipped_digits_generator_reproduces_its_card() -> None:
     got = generator_metrics(gen, clf, per_class=s["clips"] // 10, seed=s["seed"], steps=s["steps"], guidance=s["guidance"])
     assert abs(got["class_accuracy"] - s["class_accuracy"]) <= 0.1  # at most 2 of 20 clips may flip across machines
     assert card["classifier_heldout_accuracy"] > 0.9  # the figure's classifier itself works on real clips
+    assert card["classifier_accuracy_on_tokenizer_reconstructions"] > 0.9  # the digits tokenizer keeps the digit
+    full = card["generation"]
+    assert full["clips"] >= 100 and full["class_accuracy"] >= 3 * full["chance"]  # conditioning works
     assert default_model_dir("digits-tokenizer").is_dir()

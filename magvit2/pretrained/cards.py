@@ -40,7 +40,8 @@ def generator_metrics(generator, classifier, per_class: int = 2, seed: int = 0, 
     videos = generator.generate(labels, steps=steps, seed=seed, guidance_scale=guidance)
     pred = classify_clips(classifier, videos.cpu())
     acc = float((pred == torch.tensor(labels)).float().mean())
-    per = {str(c): float((pred[i * per_class:(i + 1) * per_class] == c).float().mean()) for i, c in enumerate(range(k))}
+    per = {str(c): round(float((pred[i * per_class:(i + 1) * per_class] == c).float().mean()), 4)
+           for i, c in enumerate(range(k))}
     return {"class_accuracy": round(acc, 4), "per_class": per, "clips": len(labels), "steps": steps,
             "guidance": guidance, "seed": seed, "chance": round(1 / k, 4)}
 
