@@ -58,8 +58,8 @@ A small MAGVIT-2 tokenizer (causal 3D CNN + LFQ) trained by `recipes/train_shipp
   scikit-image / scikit-learn wheels, random 5x64x64 crops, photos as static clips; carphone and two photos
   (coffee, flower) are held out.
 - Training: {steps} steps of batch 4, Adam (0, 0.99), L2 + 0.1 LPIPS + LFQ entropy (annealed) + commitment,
-  GAN (StyleGAN 3D discriminator, LeCam, lazy R1) from step 300, EMA 0.995. (The run was first scheduled for
-  450 steps and then extended to {steps}; the cosine schedule restarted from the resumed step.)
+  GAN (StyleGAN 3D discriminator, LeCam, lazy R1) from step 300, EMA 0.995. (The run was scheduled for
+  450 steps, then extended to 650 and to {steps}; each time the cosine schedule restarted from the resumed step.)
 
 ## Held-out reconstruction (17x64x64 clips of carphone and the held-out photos as static clips, first 6 items, groups of {cfg.group_frames} frames)
 

@@ -91,7 +91,7 @@ def _tiny() -> TokenizerTrainConfig:
 def _small() -> TokenizerTrainConfig:
     """The shipped general tokenizer: real in-package clips and photos as 5x64x64 crops, under an hour on 2 CPU cores."""
     return TokenizerTrainConfig(
-        steps=650, batch_size=4, log_every=10, eval_every=100, ckpt_every=50, out_dir="runs/tokenizer-small",
+        steps=1200, batch_size=4, log_every=10, eval_every=100, ckpt_every=50, out_dir="runs/tokenizer-small",
         model=TokenizerConfig.preset("small"),
         discriminator=DiscriminatorConfig(base_channels=8, channel_multipliers=(1, 2, 4), dims=3,
                                           temporal_downsample=(True, True, False)),
