@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces the models shipped in magvit2/pretrained/ with the project's own code and
-# in-package data only. CPU, 2 cores: about an hour for the two tokenizers side by side, 3 minutes to
+# in-package data only. CPU, 2 cores: one to two hours for the two tokenizers side by side, 3 minutes to
 # tokenize the digits, about 40 minutes for the digits LM.
 # On GPUs, drop OMP_NUM_THREADS and raise batch sizes / steps (see configs/tokenizer/*.yaml).
 set -euo pipefail
