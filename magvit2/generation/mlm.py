@@ -4,9 +4,10 @@ A bidirectional transformer over the raster-flattened token grid (t, h, w). Each
 d-bit token is factorized into ``g`` sub-tokens (18 -> 9 + 9); the input embedding
 of a position is the sum of its sub-token embeddings (a masked position uses the
 [MASK] row of every table), plus a position embedding (plus the class embedding
-with ``class_everywhere``). A class embedding is prepended as a prefix token (the null class ``num_classes`` serves classifier-free
-guidance and unconditional models). Separate heads predict every sub-token of every
-position; the training loss reads only the masked ones.
+with ``class_everywhere``). A class embedding is prepended as a prefix token (the
+null class ``num_classes`` serves classifier-free guidance and unconditional models).
+Separate heads predict every sub-token of every position; the training loss reads
+only the masked ones.
 
 The network knows nothing about masking schedules or decoding: see
 :mod:`magvit2.generation.losses` and :mod:`magvit2.generation.sampling`.

@@ -15,7 +15,7 @@ import torch.distributed as dist
 from torch import nn
 
 __all__ = ["DistInfo", "init_distributed", "cleanup", "all_reduce_mean", "mean_across_ranks",
-           "barrier", "wrap_model", "broadcast_object", "is_sharded", "full_tensor", "model_state",
+           "barrier", "wrap_model", "broadcast_object", "is_sharded", "is_dtensor", "full_tensor", "model_state",
            "load_model_state", "optimizer_state", "load_optimizer_state"]
 
 
@@ -131,11 +131,16 @@ def is_sharded(module: nn.Module) -> bool:
     return isinstance(module, FSDPModule)
 
 
-def full_tensor(t: torch.Tensor) -> torch.Tensor:
-    """The whole tensor: a DTensor (FSDP2 shard) is gathered from every rank (a collective); others pass through."""
+def is_dtensor(t: torch.Tensor) -> bool:
+    """True for a DTensor (e.g. an FSDP2-sharded parameter)."""
     from torch.distributed.tensor import DTensor
 
-    return t.full_tensor() if isinstance(t, DTensor) else t
+    return isinstance(t, DTensor)
+
+
+def full_tensor(t: torch.Tensor) -> torch.Tensor:
+    """The whole tensor: a DTensor (FSDP2 shard) is gathered from every rank (a collective); others pass through."""
+    return t.full_tensor() if is_dtensor(t) else t
 
 
 def _options(**kw):

@@ -6,6 +6,8 @@ import copy
 import torch
 from torch import nn
 
+from magvit2.train.distributed import full_tensor, is_dtensor
+
 __all__ = ["EMA"]
 
 
@@ -21,7 +23,7 @@ class EMA(nn.Module):
 
     def __init__(self, model: nn.Module, decay: float = 0.999) -> None:
         super().__init__()
-        if any(_is_dtensor(p) for p in model.parameters()):
+        if any(is_dtensor(p) for p in model.parameters()):
             raise ValueError("create the EMA before sharding the model (FSDP2) so it holds whole weights")
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
@@ -32,16 +34,9 @@ class EMA(nn.Module):
     def update(self, model: nn.Module) -> None:
         src = _unwrap(model)
         for e, p in zip(self.model.parameters(), src.parameters()):
-            p = p.detach()
-            if _is_dtensor(p):
-                p = p.full_tensor()
-            e.lerp_(p.to(e.dtype), 1.0 - self.decay)
+            e.lerp_(full_tensor(p.detach()).to(e.dtype), 1.0 - self.decay)
         for e, b in zip(self.model.buffers(), src.buffers()):
             e.copy_(b)
-
-
-def _is_dtensor(t: torch.Tensor) -> bool:
-    return type(t).__name__ == "DTensor"
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

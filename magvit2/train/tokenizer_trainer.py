@@ -183,12 +183,13 @@ class TokenizerTrainer(Trainer):
 
     # ----- state ----------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        full = dist_utils  # whole tensors under FSDP2 too (collectives: every rank calls state())
+        # whole tensors under FSDP2 too (collectives: every rank calls state())
         return {
-            "model": full.model_state(self.model), "disc": full.model_state(self.disc),
+            "model": dist_utils.model_state(self.model), "disc": dist_utils.model_state(self.disc),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "loss": self.loss.state_dict(),
-            "opt_g": full.optimizer_state(self.model, self.opt_g), "opt_d": full.optimizer_state(self.disc, self.opt_d),
+            "opt_g": dist_utils.optimizer_state(self.model, self.opt_g),
+            "opt_d": dist_utils.optimizer_state(self.disc, self.opt_d),
             "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
             "g_steps": self.g_steps, "d_steps": self.d_steps,
         }
@@ -208,14 +209,13 @@ class TokenizerTrainer(Trainer):
     def export(self) -> Path | None:
         """Save the EMA tokenizer (or the raw one without EMA) as ``<out_dir>/export``."""
         model = self.eval_model
-        if dist_utils.is_sharded(model):  # no EMA under FSDP2: gather the weights (every rank), save a plain copy
-            state = dist_utils.model_state(model)
-            if not self.info.is_main:
-                return None
-            model = VideoTokenizer(self.cfg.model)
-            model.load_state_dict(state)
+        sharded = dist_utils.is_sharded(model)  # no EMA under FSDP2: gather the weights on every rank
+        state = dist_utils.model_state(model) if sharded else None
         if not self.info.is_main:
             return None
+        if sharded:  # save a plain copy
+            model = VideoTokenizer(self.cfg.model)
+            model.load_state_dict(state)
         hook = model.quantizer.reduce_hook
         model.quantizer.reduce_hook = None
         try:
