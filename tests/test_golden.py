@@ -1,0 +1,35 @@
+"""The shipped ``tokenizer-small`` gives the same tokens and decoded outputs as when the golden
+values were recorded (``tests/golden/make_tokenizer_small.py``): refactors must not change behaviour."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from magvit2.pretrained import default_model_dir
+
+HERE = Path(__file__).resolve().parent / "golden"
+
+
+def _golden_module():
+    spec = importlib.util.spec_from_file_location("make_tokenizer_small", HERE / "make_tokenizer_small.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_shipped_tokenizer_small_matches_its_golden_values() -> None:
+    mod = _golden_module()
+    want = json.loads(mod.GOLDEN.read_text())
+    model_dir = default_model_dir("tokenizer")
+    if mod.weights_digest(model_dir) != want["weights_sha256"]:
+        pytest.fail("the shipped tokenizer-small weights changed; if on purpose, regenerate the golden values "
+                    "with `python tests/golden/make_tokenizer_small.py` and say so in the commit")
+    got = mod.compute(model_dir)
+    assert got["tokens"] == want["tokens"]  # bit-identical tokens, every causal group
+    assert got["codec_frames_shape"] == want["codec_frames_shape"]
+    assert got["codec_frames_sha256"] == want["codec_frames_sha256"]  # decoded uint8 frames, bit-identical
+    assert got["decode_first_group_slice"] == pytest.approx(want["decode_first_group_slice"], abs=1e-5)
+    assert got["decode_first_group_mean"] == pytest.approx(want["decode_first_group_mean"], abs=1e-6)
