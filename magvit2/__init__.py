@@ -1,7 +1,8 @@
 """magvit2: MAGVIT-2 tokenizer (causal 3D CNN + lookup-free quantization), token language models and codec."""
 from magvit2.config.tokenizer import TokenizerConfig
-from magvit2.quantizers import LFQ, LFQOutput
+from magvit2.quantizers import FSQ, LFQ, LFQOutput, Quantizer, QuantizerConfig
 from magvit2.tokenizer import TokenizerOutput, VideoTokenizer
 
 __version__ = "0.1.0"
-__all__ = ["LFQ", "LFQOutput", "VideoTokenizer", "TokenizerConfig", "TokenizerOutput", "__version__"]
+__all__ = ["LFQ", "LFQOutput", "FSQ", "Quantizer", "QuantizerConfig", "VideoTokenizer", "TokenizerConfig",
+           "TokenizerOutput", "__version__"]

@@ -8,7 +8,8 @@ import torch
 
 from magvit2.quantizers import (
     LFQ,
-    LFQConfig,
+    QuantizerConfig,
+    build_quantizer,
     code_usage,
     code_usage_from_codes,
     codes_to_indices,
@@ -304,11 +305,17 @@ def test_errors_are_loud():
 
 
 def test_from_config():
-    cfg = LFQConfig(bits=10, temperature=0.2, entropy_mode="grouped", group_bits=5)
-    quant = LFQ.from_config(cfg)
-    assert (quant.bits, quant.temperature, quant.groups) == (10, 0.2, (5, 5))
-    assert LFQConfig.from_dict(cfg.to_dict()) == cfg
-    assert LFQ.from_config(LFQConfig(bits=12, exact_method="dense")).exact_method == "dense"
+    cfg = QuantizerConfig(temperature=0.2, entropy_mode="grouped", group_bits=5)
+    quant = build_quantizer(cfg, 10)
+    assert isinstance(quant, LFQ) and (quant.bits, quant.temperature, quant.groups) == (10, 0.2, (5, 5))
+    assert QuantizerConfig.from_dict(cfg.to_dict()) == cfg
+    assert build_quantizer(QuantizerConfig(exact_method="dense"), 12).exact_method == "dense"
+    # one home of the defaults: the constructor's defaults are the config's
+    default, cfg0 = LFQ(8), QuantizerConfig()
+    assert (default.entropy_weight, default.commitment_weight, default.temperature, default.gamma,
+            default.entropy_mode, default.group_bits, default.exact_method) == (
+        cfg0.entropy_weight, cfg0.commitment_weight, cfg0.temperature, cfg0.gamma, cfg0.entropy_mode,
+        cfg0.group_bits, cfg0.exact_method)
 
 
 # ----------------------------------------------------------------------------- usage metrics

@@ -15,20 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from magvit2.config.base import Config
+from magvit2.quantizers import QuantizerConfig, quantizer_class, token_bits
 
 __all__ = ["QuantizerConfig", "TokenizerConfig"]
-
-
-@dataclass
-class QuantizerConfig(Config):
-    """Lookup-free quantizer settings (see :class:`magvit2.quantizers.LFQ`)."""
-
-    entropy_weight: float = 0.1  #: weight of the entropy penalty
-    commitment_weight: float = 0.25  #: weight of MSE(z, sg(q))
-    temperature: float = 0.01  #: tau in q(c|z) = softmax(2 z.c / tau)
-    gamma: float = 1.0  #: weight of the codebook-entropy term inside the penalty
-    entropy_mode: str = "exact"  #: "exact" joint codebook entropy or "grouped" approximation
-    group_bits: int = 9  #: bits per group when combining per-group distributions
 
 
 @dataclass
@@ -48,7 +37,9 @@ class TokenizerConfig(Config):
     temporal_downsample: tuple[bool, ...] = (False, True, True)
     temporal_kernel: int = 3  #: 1 gives a pure image model (2D kernels)
     num_groups: int = 32  #: GroupNorm groups
-    bits: int = 18  #: latent channels = bits per token; vocabulary 2^bits
+    #: latent channels d; for LFQ also the bits per token (vocabulary 2^bits). Other quantizers
+    #: define their own vocabulary (``codebook_size``, ``token_bits``).
+    bits: int = 18
     #: frames per causal group when a long video is tokenized group by group (reconstruct, codec,
     #: evaluation). Use the clip length the model was trained on: causal padding makes a model trained
     #: on short clips unreliable on later frames of longer ones.
@@ -67,6 +58,7 @@ class TokenizerConfig(Config):
             raise ValueError(f"bits must be in [1, 62], got {self.bits}")
         if self.group_frames < 1 or (self.group_frames - 1) % self.temporal_factor:
             raise ValueError(f"group_frames must be 1 + {self.temporal_factor}k, got {self.group_frames}")
+        self.codebook_size  # the quantizer's own check of its settings against the latent channels
 
     @property
     def spatial_factor(self) -> int:
@@ -78,7 +70,13 @@ class TokenizerConfig(Config):
 
     @property
     def codebook_size(self) -> int:
-        return 2**self.bits
+        """Number of distinct tokens of the configured quantizer (``2**bits`` for LFQ)."""
+        return quantizer_class(self.quantizer.kind).codebook_size_of(self.quantizer, self.bits)
+
+    @property
+    def token_bits(self) -> int:
+        """Bits that hold one token index (what the codec and the language models work in; ``bits`` for LFQ)."""
+        return token_bits(self.codebook_size)
 
     def latent_shape(self, t: int, h: int, w: int) -> tuple[int, int, int]:
         """Token grid ``(t', h', w')`` for a ``t x h x w`` input (after the frame check)."""

@@ -1,5 +1,17 @@
-"""Quantizers: lookup-free quantization (LFQ) with an exact factorized entropy penalty,
-codebook-usage metrics, and token factorization into sub-tokens."""
+"""Quantizers behind one interface (:class:`Quantizer`, built from :class:`QuantizerConfig` by
+:func:`build_quantizer`): lookup-free quantization (LFQ) with an exact factorized entropy
+penalty, finite scalar quantization (FSQ), codebook-usage metrics, and token factorization
+into sub-tokens."""
+from .base import (
+    Quantizer,
+    QuantizerOutput,
+    build_quantizer,
+    quantizer_class,
+    quantizer_kinds,
+    register_quantizer,
+    token_bits,
+)
+from .config import QuantizerConfig
 from .entropy import (
     MAX_EXACT_BITS,
     ReduceHook,
@@ -8,13 +20,23 @@ from .entropy import (
     per_sample_entropy,
 )
 from .factorize import join_indices, split_bits, split_indices
-from .lfq import LFQ, LFQConfig, LFQOutput, codes_to_indices, indices_to_codes
+from .fsq import FSQ, FSQOutput
+from .lfq import LFQ, LFQOutput, codes_to_indices, indices_to_codes
 from .usage import CodeUsage, code_usage, code_usage_from_codes
 
 __all__ = [
+    "Quantizer",
+    "QuantizerOutput",
+    "QuantizerConfig",
+    "build_quantizer",
+    "quantizer_class",
+    "quantizer_kinds",
+    "register_quantizer",
+    "token_bits",
     "LFQ",
-    "LFQConfig",
     "LFQOutput",
+    "FSQ",
+    "FSQOutput",
     "codes_to_indices",
     "indices_to_codes",
     "CodeUsage",

@@ -13,14 +13,13 @@ temporal dims (``t h w`` for video), ``n`` flattened tokens.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple, Optional, Union
 
 import torch
 from einops import rearrange
-from torch import nn
 
-from ..config.base import Config
+from .base import Quantizer, register_quantizer
+from .config import QuantizerConfig
 from .entropy import (
     ReduceHook,
     bit_logits,
@@ -31,14 +30,14 @@ from .entropy import (
 )
 from .factorize import split_bits
 
-__all__ = ["LFQ", "LFQConfig", "LFQOutput", "codes_to_indices", "indices_to_codes"]
+__all__ = ["LFQ", "LFQOutput", "codes_to_indices", "indices_to_codes"]
 
 ENTROPY_MODES = ("exact", "grouped")
 EXACT_METHODS = ("auto", "dense", "sparse")
 
 
 class LFQOutput(NamedTuple):
-    """Result of :meth:`LFQ.forward`. Scalars are fp32 0-d tensors."""
+    """Result of :meth:`LFQ.forward` (a :class:`~magvit2.quantizers.QuantizerOutput`). Scalars are fp32 0-d tensors."""
 
     quantized: torch.Tensor  # [b, d, ...] values +-1 in forward, straight-through gradient, dtype of z
     indices: torch.Tensor  # [b, ...] int64 in [0, 2^d)
@@ -48,19 +47,14 @@ class LFQOutput(NamedTuple):
     commitment: torch.Tensor  # mean over valid tokens and channels of (z - sg(q))^2
     entropy_loss: torch.Tensor  # per_sample_entropy - gamma * codebook_entropy (unweighted)
 
+    @property
+    def metrics(self) -> dict[str, torch.Tensor]:
+        """The entropies and the commitment, for logging."""
+        return {"per_sample_entropy": self.per_sample_entropy, "codebook_entropy": self.codebook_entropy,
+                "commitment": self.commitment, "entropy_loss": self.entropy_loss}
 
-@dataclass
-class LFQConfig(Config):
-    """Constructor arguments of :class:`LFQ` (see its docstring)."""
 
-    bits: int = 18
-    entropy_weight: float = 0.1
-    commitment_weight: float = 0.25
-    temperature: float = 0.01
-    gamma: float = 1.0
-    entropy_mode: str = "exact"
-    group_bits: int = 9
-    exact_method: str = "auto"
+_DEFAULT = QuantizerConfig()  # the one home of the defaults
 
 
 def codes_to_indices(codes: torch.Tensor) -> torch.Tensor:
@@ -90,7 +84,8 @@ def indices_to_codes(indices: torch.Tensor, bits: int, dtype: torch.dtype = torc
     return rearrange(bit.to(dtype) * 2 - 1, "b ... d -> b d ...")
 
 
-class LFQ(nn.Module):
+@register_quantizer("lfq")
+class LFQ(Quantizer):
     """Lookup-free quantizer over ``{-1, 1}^bits`` with the exact MAGVIT-2 entropy penalty.
 
     Args:
@@ -115,22 +110,22 @@ class LFQ(nn.Module):
             CPU for large batches, dense otherwise). All agree to fp32 rounding.
 
     All quantizer math runs in fp32 with autocast disabled; ``quantized`` is returned in ``z``'s dtype.
+    Defaults are those of :class:`~magvit2.quantizers.QuantizerConfig`.
     """
 
     def __init__(
         self,
         bits: int = 18,
         *,
-        entropy_weight: float = 0.1,
-        commitment_weight: float = 0.25,
-        temperature: float = 0.01,
-        gamma: float = 1.0,
-        entropy_mode: str = "exact",
-        group_bits: int = 9,
+        entropy_weight: float = _DEFAULT.entropy_weight,
+        commitment_weight: float = _DEFAULT.commitment_weight,
+        temperature: float = _DEFAULT.temperature,
+        gamma: float = _DEFAULT.gamma,
+        entropy_mode: str = _DEFAULT.entropy_mode,
+        group_bits: int = _DEFAULT.group_bits,
         reduce_hook: Optional[ReduceHook] = None,
-        exact_method: str = "auto",
+        exact_method: str = _DEFAULT.exact_method,
     ) -> None:
-        super().__init__()
         if not 1 <= bits <= 62:
             raise ValueError(f"bits must be in [1, 62], got {bits}")
         if temperature <= 0:
@@ -141,8 +136,7 @@ class LFQ(nn.Module):
             raise ValueError(f"group_bits must be >= 1, got {group_bits}")
         if exact_method not in EXACT_METHODS:
             raise ValueError(f"exact_method must be one of {EXACT_METHODS}, got {exact_method!r}")
-        if reduce_hook is not None and not callable(reduce_hook):
-            raise ValueError(f"reduce_hook must be callable or None, got {type(reduce_hook).__name__}")
+        super().__init__(bits, reduce_hook)
         self.bits = bits
         self.entropy_weight = float(entropy_weight)
         self.commitment_weight = float(commitment_weight)
@@ -150,7 +144,6 @@ class LFQ(nn.Module):
         self.gamma = float(gamma)
         self.entropy_mode = entropy_mode
         self.group_bits = group_bits
-        self.reduce_hook = reduce_hook
         self.exact_method = exact_method
         if entropy_mode == "exact":
             self.groups = exact_groups(bits)  # raises for bits > 24 with a pointer to "grouped"
@@ -158,9 +151,9 @@ class LFQ(nn.Module):
             self.groups = split_bits(bits, -(-bits // group_bits))
 
     @classmethod
-    def from_config(cls, cfg: LFQConfig, reduce_hook: Optional[ReduceHook] = None) -> "LFQ":
+    def from_config(cls, cfg: QuantizerConfig, dim: int, reduce_hook: Optional[ReduceHook] = None) -> "LFQ":
         return cls(
-            cfg.bits,
+            dim,
             entropy_weight=cfg.entropy_weight,
             commitment_weight=cfg.commitment_weight,
             temperature=cfg.temperature,
@@ -170,6 +163,10 @@ class LFQ(nn.Module):
             reduce_hook=reduce_hook,
             exact_method=cfg.exact_method,
         )
+
+    @classmethod
+    def codebook_size_of(cls, cfg: QuantizerConfig, dim: int) -> int:
+        return 1 << dim
 
     @property
     def codebook_size(self) -> int:
@@ -191,6 +188,8 @@ class LFQ(nn.Module):
         if codes.dim() < 2 or codes.shape[1] != self.bits:
             raise ValueError(f"codes must be [b, {self.bits}, ...], got shape {tuple(codes.shape)}")
         return codes_to_indices(codes)
+
+    latent_to_indices = codes_to_indices  # the sign decides: the latent's indices are its codes' indices
 
     def _check(self, z: torch.Tensor, mask: Optional[torch.Tensor]) -> None:
         if not z.dtype.is_floating_point:

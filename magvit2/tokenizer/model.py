@@ -1,4 +1,4 @@
-"""VideoTokenizer: causal 3D CNN encoder, lookup-free quantizer, decoder.
+"""VideoTokenizer: causal 3D CNN encoder, a quantizer (LFQ by default; see ``config.quantizer``), decoder.
 
 Shape letters: b batch, c=3 colour channels, t frames, h height, w width,
 d latent bits, and t', h', w' the token grid.
@@ -6,17 +6,17 @@ d latent bits, and t', h', w' the token grid.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
+from typing import Iterable, Iterator, NamedTuple
 
 import torch
 from torch import nn
 
 from magvit2.config.serialization import CheckpointError, load_pretrained, load_state_strict, save_pretrained
 from magvit2.config.tokenizer import TokenizerConfig
-from magvit2.quantizers import LFQ, LFQOutput
-from magvit2.quantizers.entropy import ReduceHook
+from magvit2.quantizers import Quantizer, QuantizerOutput, ReduceHook, build_quantizer
 from magvit2.tokenizer.decoder import Decoder
 from magvit2.tokenizer.encoder import Encoder
+from magvit2.tokenizer.stream import decode_stream, encode_stream
 
 __all__ = ["VideoTokenizer", "TokenizerOutput", "CheckpointError"]
 
@@ -25,7 +25,7 @@ FORMAT = "magvit2.VideoTokenizer"
 class TokenizerOutput(NamedTuple):
     reconstruction: torch.Tensor  #: [b, c, t, h, w]
     indices: torch.Tensor  #: [b, t', h', w'] int64 tokens
-    quantizer: LFQOutput  #: quantized latent, losses, entropies
+    quantizer: QuantizerOutput  #: quantized latent, indices, the quantizer's loss and metrics
     latent: torch.Tensor  #: [b, d, t', h', w'] encoder output before quantization
 
 
@@ -40,11 +40,8 @@ class VideoTokenizer(nn.Module):
     def __init__(self, config: TokenizerConfig | None = None, reduce_hook: ReduceHook | None = None) -> None:
         super().__init__()
         self.config = config if config is not None else TokenizerConfig()
-        q = self.config.quantizer
         self.encoder = Encoder(self.config)
-        self.quantizer = LFQ(bits=self.config.bits, entropy_weight=q.entropy_weight,
-                             commitment_weight=q.commitment_weight, temperature=q.temperature, gamma=q.gamma,
-                             entropy_mode=q.entropy_mode, group_bits=q.group_bits, reduce_hook=reduce_hook)
+        self.quantizer: Quantizer = build_quantizer(self.config.quantizer, self.config.bits, reduce_hook)
         self.decoder = Decoder(self.config)
 
     # ----- checks ---------------------------------------------------------
@@ -60,33 +57,48 @@ class VideoTokenizer(nn.Module):
         return self.encoder(video)
 
     def quantize(self, latent: torch.Tensor, mask: torch.Tensor | None = None,
-                 entropy_weight: float | None = None) -> LFQOutput:
+                 entropy_weight: float | None = None) -> QuantizerOutput:
         return self.quantizer(latent, mask=mask, entropy_weight=entropy_weight)
 
     @torch.no_grad()
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """``[b, c, t, h, w]`` -> tokens ``[b, t', h', w']`` (t == 1 or 1 + 4k for video presets)."""
         z = self.encode_latent(video)
-        return self.quantizer.codes_to_indices(z)
+        return self.quantizer.latent_to_indices(z)
 
     # ----- decoding -------------------------------------------------------
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        """Quantized latent ``[b, d, t', h', w']`` (±1) -> video ``[b, c, t, h, w]``."""
+        """Quantized latent ``[b, d, t', h', w']`` (the quantizer's codes) -> video ``[b, c, t, h, w]``."""
         if codes.ndim != 5 or codes.shape[1] != self.config.bits:
             raise ValueError(f"expected codes [b, {self.config.bits}, t', h', w'], got shape {tuple(codes.shape)}")
         return self.decoder(codes)
 
-    @torch.no_grad()
-    def decode(self, indices: torch.Tensor) -> torch.Tensor:
-        """Tokens ``[b, t', h', w']`` -> video ``[b, c, t, h, w]``."""
+    def check_indices(self, indices: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``indices`` are integer tokens ``[b, t', h', w']`` of this vocabulary."""
         if indices.ndim != 4:
             raise ValueError(f"expected tokens [b, t', h', w'], got shape {tuple(indices.shape)}")
         if indices.dtype.is_floating_point:
             raise ValueError(f"expected integer tokens, got {indices.dtype}")
         if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.config.codebook_size):
             raise ValueError(f"tokens must lie in [0, {self.config.codebook_size}), got [{int(indices.min())}, {int(indices.max())}]")
+
+    @torch.no_grad()
+    def decode(self, indices: torch.Tensor) -> torch.Tensor:
+        """Tokens ``[b, t', h', w']`` -> video ``[b, c, t, h, w]``."""
+        self.check_indices(indices)
         dtype = next(self.parameters()).dtype
         return self.decode_codes(self.quantizer.indices_to_codes(indices, dtype=dtype))
+
+    # ----- streams (videos of any length) ----------------------------------
+    def encode_stream(self, chunks: Iterable[torch.Tensor], pad_end: bool = True) -> Iterator[torch.Tensor]:
+        """Token frames ``[b, t', h', w']`` from frame chunks ``[b, c, t, h, w]`` of any lengths, as one
+        causal stream (equal to :meth:`encode` of the whole clip); see :mod:`magvit2.tokenizer.stream`."""
+        return encode_stream(self, chunks, pad_end)
+
+    def decode_stream(self, tokens: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """Frame chunks ``[b, c, t, h, w]`` from token chunks ``[b, t', h', w']`` of one stream (equal to
+        :meth:`decode` of all tokens); see :mod:`magvit2.tokenizer.stream`."""
+        return decode_stream(self, tokens)
 
     # ----- training forward -----------------------------------------------
     def forward(self, video: torch.Tensor, entropy_weight: float | None = None) -> TokenizerOutput:

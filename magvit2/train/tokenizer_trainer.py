@@ -108,8 +108,7 @@ class TokenizerTrainer(Trainer):
             fakes.append(out.reconstruction.detach())
             for k in ("recon", "perceptual", "adversarial", "quantizer"):
                 logs[k] = logs.get(k, 0.0) + float(getattr(g, k)) / n
-            logs["per_sample_entropy"] = float(out.quantizer.per_sample_entropy.detach())
-            logs["codebook_entropy"] = float(out.quantizer.codebook_entropy.detach())
+            logs.update({k: float(v.detach()) for k, v in out.quantizer.metrics.items()})  # whatever it reports
         self.disc.requires_grad_(True)
         loss_g = torch.stack(losses).mean()
         gnorm = self._clip_and_check(self.model.parameters(), cfg.optim.grad_clip)
@@ -166,7 +165,7 @@ class TokenizerTrainer(Trainer):
         model.eval()
         x = self._eval_videos()
         out = model(x)
-        usage = code_usage(out.indices, self.cfg.model.bits)
+        usage = code_usage(out.indices, self.cfg.model.token_bits)
         metrics = {"psnr": float(psnr(x, out.reconstruction.clamp(-1, 1)).mean()),
                    "balanced_bits": float(usage.balanced_bit_fraction),
                    "perplexity": float(usage.perplexity),
