@@ -20,7 +20,7 @@ from magvit2.codec.compress import (
     resolve_prior,
     tokenizer_geometry,
 )
-from magvit2.codec.container import CodecError, Header, fingerprint
+from magvit2.codec.container import CodecError, DecodeLimits, Header, fingerprint
 from magvit2.codec.io import read_frames, write_frames
 from magvit2.codec.priors import (
     STATIC_PRIOR_FILENAME,
@@ -35,7 +35,7 @@ from magvit2.codec.priors import (
 __all__ = [
     "CodecConfig", "CompressStats", "DecodedVideo", "EncodedVideo", "Geometry", "Tokenizer", "VideoCodec",
     "compress", "compress_file", "decompress", "decompress_file", "read_header", "resolve_prior",
-    "tokenizer_geometry", "CodecError", "Header", "fingerprint", "read_frames", "write_frames",
+    "tokenizer_geometry", "CodecError", "DecodeLimits", "Header", "fingerprint", "read_frames", "write_frames",
     "STATIC_PRIOR_FILENAME", "LMPrior", "StaticPrior", "TokenPrior", "UniformPrior", "default_split",
     "fit_static_prior",
 ]

@@ -30,7 +30,8 @@ import torch
 from einops import rearrange
 
 from magvit2.codec.container import (
-    CodecError, GroupEntry, Header, fingerprint, fps_to_fraction, pack_container, tokenizer_digest, unpack_container,
+    CodecError, DecodeLimits, GroupEntry, Header, fingerprint, fps_to_fraction, pack_container, tokenizer_digest,
+    unpack_container,
 )
 from magvit2.codec.io import check_frames, read_frames, write_frames
 from magvit2.codec.priors import LMPrior, TokenPrior, UniformPrior, default_split, prior_from_kind
@@ -277,9 +278,12 @@ class VideoCodec:
                              f"(fingerprint {header.fingerprint[8:].hex()}, this prior is {prior.digest()[:8].hex()})")
         return prior
 
-    def decode_tokens(self, data: bytes) -> tuple[Header, list[torch.Tensor]]:
-        """File bytes -> header and the token grid ``[t', h', w']`` of every group (no pixel decoding)."""
-        header, payloads = unpack_container(data)
+    def decode_tokens(self, data: bytes, limits: DecodeLimits | None = None) -> tuple[Header, list[torch.Tensor]]:
+        """File bytes -> header and the token grid ``[t', h', w']`` of every group (no pixel decoding).
+
+        A file asking for more than ``limits`` (default :class:`DecodeLimits`) is refused before decoding.
+        """
+        header, payloads = unpack_container(data, limits)
         prior = self._check_models(header)
         g = self.geometry
         hp, wp = header.height + (-header.height % g.spatial), header.width + (-header.width % g.spatial)
@@ -289,17 +293,21 @@ class VideoCodec:
             n = shape[0] * shape[1] * shape[2]
             try:
                 sub = prior.decode(payload, n)
+            except CodecError:
+                raise
             except (ValueError, RuntimeError) as e:  # constriction reports exhausted / invalid streams this way
                 raise CodecError(f"payload does not decode ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
             idx = join_indices(torch.from_numpy(sub), header.bits_per_group)
             tokens.append(rearrange(idx, "(t h w) -> t h w", t=shape[0], h=shape[1], w=shape[2]))
         return header, tokens
 
-    def decode(self, data: bytes) -> DecodedVideo:
-        """File bytes -> frames ``uint8 [t, h, w, 3]`` at the true size and frame count."""
-        header, tokens = self.decode_tokens(data)
+    def decode(self, data: bytes, limits: DecodeLimits | None = None) -> DecodedVideo:
+        """File bytes -> frames ``uint8 [t, h, w, 3]`` at the true size and frame count (``limits``: see
+        :class:`DecodeLimits`). Holds the output and one group's decoding at a time."""
+        header, tokens = self.decode_tokens(data, limits)
         device, _ = _model_device(self.tokenizer)
-        out = []
+        frames = np.empty((header.num_frames, header.height, header.width, 3), dtype=np.uint8)
+        start = 0
         with _eval_mode(self.tokenizer):
             for entry, idx in zip(header.groups, tokens):
                 video = self.tokenizer.decode(idx[None].to(device))
@@ -307,8 +315,8 @@ class VideoCodec:
                         or video.shape[3] < header.height or video.shape[4] < header.width:
                     raise ValueError(f"tokenizer.decode returned shape {tuple(video.shape)}, expected "
                                      f"[1, 3, >={entry.frames}, >={header.height}, >={header.width}]")
-                out.append(_to_frames(video)[: entry.frames, : header.height, : header.width])
-        frames = np.concatenate(out, axis=0)
+                frames[start : start + entry.frames] = _to_frames(video)[: entry.frames, : header.height, : header.width]
+                start += entry.frames
         return DecodedVideo(frames=frames, fps=float(header.fps), fps_fraction=header.fps, tokens=tokens,
                             group_frames=tuple(e.frames for e in header.groups), header=header)
 
@@ -346,24 +354,26 @@ def compress(video: np.ndarray | str | Path, tokenizer: Tokenizer, prior: TokenP
     return VideoCodec(tokenizer, resolve_prior(prior, prior_obj), config).encode(frames, fps_frac).data
 
 
-def decompress(data: bytes, tokenizer: Tokenizer, prior_obj: TokenPrior | None = None) -> DecodedVideo:
+def decompress(data: bytes, tokenizer: Tokenizer, prior_obj: TokenPrior | None = None,
+               limits: DecodeLimits | None = None) -> DecodedVideo:
     """``.mv2`` bytes -> :class:`DecodedVideo`; raises :class:`CodecError` for bad files or wrong models.
 
-    ``prior_obj`` is needed for files coded with the ``static`` or ``lm`` prior.
+    ``prior_obj`` is needed for files coded with the ``static`` or ``lm`` prior. A file asking for
+    more than ``limits`` (default :class:`DecodeLimits`: 2**21 pixels per frame, 10,000 frames) is refused.
     """
-    kind = read_header(data).prior_kind
+    kind = read_header(data, limits).prior_kind
     if kind == "uniform":
-        return VideoCodec(tokenizer, "uniform").decode(data)
+        return VideoCodec(tokenizer, "uniform").decode(data, limits)
     if prior_obj is None:
         raise CodecError(f"file uses the {kind!r} prior: pass prior_obj")
     if prior_obj.kind != kind:
         raise CodecError(f"file uses the {kind!r} prior, got a {prior_obj.kind!r} prior_obj")
-    return VideoCodec(tokenizer, prior_obj).decode(data)
+    return VideoCodec(tokenizer, prior_obj).decode(data, limits)
 
 
-def read_header(data: bytes) -> Header:
-    """Parse and fully verify a file (CRCs included) and return its header."""
-    return unpack_container(data)[0]
+def read_header(data: bytes, limits: DecodeLimits | None = None) -> Header:
+    """Parse and fully verify a file (CRCs and decoding limits included) and return its header."""
+    return unpack_container(data, limits)[0]
 
 
 def compress_file(in_path: str | Path, out_path: str | Path, tokenizer: Tokenizer,
@@ -379,9 +389,9 @@ def compress_file(in_path: str | Path, out_path: str | Path, tokenizer: Tokenize
 
 
 def decompress_file(in_path: str | Path, out_path: str | Path | None, tokenizer: Tokenizer,
-                    prior_obj: TokenPrior | None = None) -> DecodedVideo:
+                    prior_obj: TokenPrior | None = None, limits: DecodeLimits | None = None) -> DecodedVideo:
     """Decode a ``.mv2`` file; write the frames losslessly to ``out_path`` (``.npy`` / ``.mkv``) if given."""
-    decoded = decompress(Path(in_path).read_bytes(), tokenizer, prior_obj)
+    decoded = decompress(Path(in_path).read_bytes(), tokenizer, prior_obj, limits)
     if out_path is not None:
         write_frames(out_path, decoded.frames, decoded.fps_fraction)
     return decoded

@@ -24,6 +24,15 @@ A group of ``frames`` true frames is coded at the smallest valid tokenizer
 length ``1 + temporal * k >= frames`` (the last frame repeated); the decoder
 trims it back. CRC-32 detects every single-bit error, so any one flipped bit of
 a file is caught by the header CRC, a payload CRC, or the magic check.
+
+Files from strangers: anyone can recompute a CRC, so the decoder trusts no
+field. Before it allocates anything it refuses a header whose size exceeds the
+:class:`DecodeLimits` (pixels per frame, frames, frames per group) or whose
+geometry (factors, token bits, sub-token split) differs from the tokenizer's;
+while decoding, the range reader refuses a payload too short for the symbols
+the header implies, and at the end one that is not exactly the coding of the
+symbols it gave (:class:`magvit2.codec.entropy.RangeReader`). Any of these is a
+one-line :class:`CodecError`.
 """
 from __future__ import annotations
 
@@ -37,15 +46,21 @@ from typing import Any, Iterable, Mapping, Protocol
 
 import torch
 
+from magvit2.codec.entropy import MAX_ALPHABET_BITS, CodecError
+
 __all__ = [
     "MAGIC",
     "FORMAT_VERSION",
     "PRIOR_KINDS",
     "CodecError",
+    "DecodeLimits",
     "GroupEntry",
     "Header",
+    "RawHeader",
     "pack_container",
     "unpack_container",
+    "pack_raw_header",
+    "parse_raw_header",
     "fingerprint",
     "tokenizer_digest",
     "state_dict_digest",
@@ -56,15 +71,14 @@ MAGIC = b"MV2C"
 FORMAT_VERSION = 1
 PRIOR_KINDS = ("uniform", "static", "lm")
 LM_ORDERS = ("raster", "strided")
+DEFAULT_MAX_PIXELS = 2**21  #: pixels per frame a file may ask for by default (1920x1080 fits)
+DEFAULT_MAX_FRAMES = 10_000  #: frames a file may ask for by default
+DEFAULT_MAX_GROUP_FRAMES = 1_024  #: frames of one group (decoded at once) a file may ask for by default
 
 _FIXED = struct.Struct("<4sB16sIIIIIBBBBHBB")  # up to and including num_split
 _GROUP = struct.Struct("<HII")
 _U8 = struct.Struct("<B")
 _U32 = struct.Struct("<I")
-
-
-class CodecError(ValueError):
-    """A compressed file is truncated, corrupted, foreign, or needs a different model."""
 
 
 class _HasDigest(Protocol):
@@ -117,8 +131,8 @@ class Header:
             raise bad(f"factors must be >= 1, got spatial {self.spatial_factor}, temporal {self.temporal_factor}")
         if self.prior_kind not in PRIOR_KINDS or self.lm_order not in LM_ORDERS:
             raise bad(f"unknown prior {self.prior_kind!r} / order {self.lm_order!r}")
-        if not self.bits_per_group or any(b < 1 for b in self.bits_per_group):
-            raise bad(f"sub-token split {self.bits_per_group} must be positive")
+        if not self.bits_per_group or any(not 1 <= b <= MAX_ALPHABET_BITS for b in self.bits_per_group):
+            raise bad(f"sub-token split {self.bits_per_group} must be in [1, {MAX_ALPHABET_BITS}] bits each")
         if sum(self.bits_per_group) != self.token_bits:
             raise bad(f"sub-token split {self.bits_per_group} does not sum to {self.token_bits} token bits")
         if (self.prior_kind == "lm") != (self.lm_chunks > 0):
@@ -140,37 +154,112 @@ def fps_to_fraction(fps: float | Fraction | int) -> Fraction:
     return f
 
 
-def pack_container(header: Header, payloads: Iterable[bytes]) -> bytes:
-    """Header + payloads -> file bytes (group sizes and CRCs are taken from ``payloads``)."""
-    payloads = [bytes(p) for p in payloads]
-    if len(payloads) != len(header.groups):
-        raise ValueError(f"{len(header.groups)} groups in the header but {len(payloads)} payloads")
-    groups = tuple(GroupEntry(g.frames, len(p), zlib.crc32(p)) for g, p in zip(header.groups, payloads))
-    header = Header(**{**header.__dict__, "groups": groups})
-    header.validate()
-    head = bytearray(
-        _FIXED.pack(
-            MAGIC, FORMAT_VERSION, header.fingerprint, header.width, header.height, header.num_frames,
+def _check_limit(name: str, value: int, limit: int, what: str) -> None:
+    if value > limit:
+        raise CodecError(f"file asks for {what} {value:,}, above the decoding limit {name}={limit:,} "
+                         f"(raise it with --{name.replace('_', '-')} N or DecodeLimits({name}=N) if you trust the file)")
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Ceilings on what a file may make the decoder produce, checked before anything is allocated.
+
+    A few kilobytes of header can ask for any size of video (a decompression
+    bomb), so :func:`unpack_container` refuses a file above these limits before
+    it decodes a payload. The defaults admit 1920x1080 frames (``max_pixels``
+    = 2**21 = 2,097,152 per frame) and 10,000 frames (over 5 minutes at 30 fps);
+    raise them for larger files you trust (``magvit2 decompress --max-pixels N
+    --max-frames N``). ``max_group_frames`` bounds the frames decoded at once
+    (the decoder's working set), 1,024 by default.
+    """
+
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_frames: int = DEFAULT_MAX_FRAMES
+    max_group_frames: int = DEFAULT_MAX_GROUP_FRAMES
+
+    def __post_init__(self) -> None:
+        for name in ("max_pixels", "max_frames", "max_group_frames"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise CodecError(f"DecodeLimits.{name} must be a positive integer, got {getattr(self, name)!r}")
+
+    def check(self, header: "Header") -> None:
+        """Raise :class:`CodecError` naming the first limit ``header`` exceeds and how to raise it."""
+        _check_limit("max_pixels", header.width * header.height, self.max_pixels,
+                     f"{header.width}x{header.height} =")
+        _check_limit("max_frames", header.num_frames, self.max_frames, "a frame count of")
+        _check_limit("max_group_frames", max(g.frames for g in header.groups), self.max_group_frames,
+                     "a group of")
+
+
+@dataclass(frozen=True)
+class RawHeader:
+    """The header fields exactly as stored (no meaning checked): the inverse pair of :func:`parse_raw_header`.
+
+    ``prior_kind`` and ``lm_order`` are the stored indices into :data:`PRIOR_KINDS` / :data:`LM_ORDERS`.
+    Format tools (the structured fuzzer, converters) edit these and :func:`pack_raw_header` them.
+    """
+
+    version: int
+    fingerprint: bytes
+    width: int
+    height: int
+    num_frames: int
+    fps_num: int
+    fps_den: int
+    spatial_factor: int
+    temporal_factor: int
+    token_bits: int
+    prior_kind: int
+    lm_chunks: int
+    lm_order: int
+    bits_per_group: tuple[int, ...]
+    groups: tuple[GroupEntry, ...]
+
+    @classmethod
+    def from_header(cls, header: Header) -> "RawHeader":
+        return cls(
+            FORMAT_VERSION, header.fingerprint, header.width, header.height, header.num_frames,
             header.fps.numerator, header.fps.denominator, header.spatial_factor, header.temporal_factor,
             header.token_bits, PRIOR_KINDS.index(header.prior_kind), header.lm_chunks,
-            LM_ORDERS.index(header.lm_order), len(header.bits_per_group),
+            LM_ORDERS.index(header.lm_order), tuple(header.bits_per_group), tuple(header.groups),
         )
-    )
-    for b in header.bits_per_group:
-        head += _U8.pack(b)
-    head += _U32.pack(len(groups))
-    for g in groups:
-        head += _GROUP.pack(g.frames, g.num_bytes, g.crc32)
+
+    def to_header(self) -> Header:
+        """The checked :class:`Header` (raises :class:`CodecError` for values that mean nothing)."""
+        if self.prior_kind >= len(PRIOR_KINDS) or self.lm_order >= len(LM_ORDERS) or self.fps_den == 0:
+            raise CodecError(f"invalid header: prior kind {self.prior_kind}, lm order {self.lm_order}, "
+                             f"fps denominator {self.fps_den}")
+        header = Header(
+            fingerprint=self.fingerprint, width=self.width, height=self.height, num_frames=self.num_frames,
+            fps=Fraction(self.fps_num, self.fps_den), spatial_factor=self.spatial_factor,
+            temporal_factor=self.temporal_factor, token_bits=self.token_bits,
+            prior_kind=PRIOR_KINDS[self.prior_kind], bits_per_group=self.bits_per_group, groups=self.groups,
+            lm_chunks=self.lm_chunks, lm_order=LM_ORDERS[self.lm_order],
+        )
+        header.validate()
+        return header
+
+
+def pack_raw_header(raw: RawHeader) -> bytes:
+    """Header bytes of ``raw`` (group sizes and CRCs as given), ending in a freshly computed header CRC-32."""
+    try:
+        head = bytearray(_FIXED.pack(
+            MAGIC, raw.version, raw.fingerprint, raw.width, raw.height, raw.num_frames, raw.fps_num, raw.fps_den,
+            raw.spatial_factor, raw.temporal_factor, raw.token_bits, raw.prior_kind, raw.lm_chunks, raw.lm_order,
+            len(raw.bits_per_group),
+        ))
+        head += b"".join(_U8.pack(b) for b in raw.bits_per_group)
+        head += _U32.pack(len(raw.groups))
+        head += b"".join(_GROUP.pack(g.frames, g.num_bytes, g.crc32) for g in raw.groups)
+    except struct.error as e:
+        raise ValueError(f"a header field does not fit its stored width ({e})") from e
     head += _U32.pack(zlib.crc32(bytes(head)))
-    return bytes(head) + b"".join(payloads)
+    return bytes(head)
 
 
-def unpack_container(data: bytes) -> tuple[Header, list[bytes]]:
-    """File bytes -> (header, payloads), checking magic, version, lengths and every CRC.
-
-    Raises :class:`CodecError` (one line) on anything that is not an intact file.
-    """
-    data = bytes(data)
+def parse_raw_header(data: bytes) -> tuple[RawHeader, int]:
+    """File bytes -> (stored header fields, offset of the first payload), checking magic, version,
+    lengths and the header CRC only. Reads nothing beyond the header (cost bounded by the file size)."""
     if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
         raise CodecError("not a magvit2 codec file (bad magic bytes)")
     if len(data) < _FIXED.size:
@@ -183,34 +272,51 @@ def unpack_container(data: bytes) -> tuple[Header, list[bytes]]:
     need = pos + n_split * _U8.size + _U32.size
     if len(data) < need:
         raise CodecError(f"truncated file: header needs at least {need} bytes, got {len(data)}")
-    split = tuple(_U8.unpack_from(data, pos + i)[0] for i in range(n_split))
+    split = tuple(data[pos : pos + n_split])
     pos += n_split * _U8.size
     (num_groups,) = _U32.unpack_from(data, pos)
     pos += _U32.size
     need = pos + num_groups * _GROUP.size + _U32.size
     if len(data) < need:
         raise CodecError(f"truncated file: header of {num_groups} groups needs {need} bytes, got {len(data)}")
-    entries = [GroupEntry(*_GROUP.unpack_from(data, pos + i * _GROUP.size)) for i in range(num_groups)]
+    entries = tuple(GroupEntry(*e) for e in _GROUP.iter_unpack(data[pos : pos + num_groups * _GROUP.size]))
     pos += num_groups * _GROUP.size
     (crc,) = _U32.unpack_from(data, pos)
     if zlib.crc32(data[:pos]) != crc:
         raise CodecError("corrupted header (CRC-32 mismatch)")
-    pos += _U32.size
-    if kind >= len(PRIOR_KINDS) or order >= len(LM_ORDERS) or fps_den == 0:
-        raise CodecError(f"invalid header: prior kind {kind}, lm order {order}, fps denominator {fps_den}")
-    header = Header(
-        fingerprint=fp, width=width, height=height, num_frames=frames, fps=Fraction(fps_num, fps_den),
-        spatial_factor=spatial, temporal_factor=temporal, token_bits=bits, prior_kind=PRIOR_KINDS[kind],
-        bits_per_group=split, groups=tuple(entries), lm_chunks=chunks, lm_order=LM_ORDERS[order],
-    )
+    raw = RawHeader(version, fp, width, height, frames, fps_num, fps_den, spatial, temporal, bits, kind, chunks,
+                    order, split, entries)
+    return raw, pos + _U32.size
+
+
+def pack_container(header: Header, payloads: Iterable[bytes]) -> bytes:
+    """Header + payloads -> file bytes (group sizes and CRCs are taken from ``payloads``)."""
+    payloads = [bytes(p) for p in payloads]
+    if len(payloads) != len(header.groups):
+        raise ValueError(f"{len(header.groups)} groups in the header but {len(payloads)} payloads")
+    groups = tuple(GroupEntry(g.frames, len(p), zlib.crc32(p)) for g, p in zip(header.groups, payloads))
+    header = Header(**{**header.__dict__, "groups": groups})
     header.validate()
-    total = pos + sum(g.num_bytes for g in entries)
+    return pack_raw_header(RawHeader.from_header(header)) + b"".join(payloads)
+
+
+def unpack_container(data: bytes, limits: DecodeLimits | None = None) -> tuple[Header, list[bytes]]:
+    """File bytes -> (header, payloads), checking magic, version, lengths, every CRC and the decoding limits.
+
+    Raises :class:`CodecError` (one line) on anything that is not an intact file,
+    and on a file asking for more than ``limits`` (default :class:`DecodeLimits`).
+    """
+    data = bytes(data)
+    raw, pos = parse_raw_header(data)
+    header = raw.to_header()
+    (limits or DecodeLimits()).check(header)
+    total = pos + sum(g.num_bytes for g in header.groups)
     if len(data) < total:
         raise CodecError(f"truncated file: expected {total} bytes, got {len(data)}")
     if len(data) > total:
         raise CodecError(f"trailing data: expected {total} bytes, got {len(data)}")
     payloads = []
-    for i, g in enumerate(entries):
+    for i, g in enumerate(header.groups):
         p = data[pos : pos + g.num_bytes]
         if zlib.crc32(p) != g.crc32:
             raise CodecError(f"corrupted payload of group {i} (CRC-32 mismatch)")

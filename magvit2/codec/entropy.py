@@ -15,6 +15,19 @@ codec never hands model floats to the coder directly:
    fractions - so ``constriction`` sees the same inputs on both sides and its
    own (deterministic) fixed-point conversion agrees too.
 
+Exact consumption. ``constriction``'s range decoder cannot tell when it runs
+out of input: past the end it reads zeros and keeps producing symbols. So a
+:class:`RangeReader` checks two things itself. Before each call it refuses to
+decode more symbols than the remaining bytes could hold (a symbol costs at
+least ``-log2(max count / 2**precision)`` bits, and a stream is never shorter
+than its symbols' information content minus the coder's 64-bit state), which
+stops a forged header from making it decode a large grid out of a small
+payload. And :meth:`RangeReader.finish` re-encodes everything it decoded with
+the same distributions and requires the result to equal the payload, byte
+for byte: the encoder is deterministic, so a payload is accepted exactly when
+it is the encoding of its symbols - no leftover bytes beyond the coder's own
+flush, no reads past the end, no garbage that merely decodes to something.
+
 Shapes: ``n`` symbols, ``k`` alphabet size.
 """
 from __future__ import annotations
@@ -24,8 +37,12 @@ from functools import lru_cache
 
 import numpy as np
 
+from magvit2.errors import UserError
+
 __all__ = [
+    "CodecError",
     "PRECISION",
+    "MAX_ALPHABET_BITS",
     "LOGIT_STEP_INV",
     "counts_from_weights",
     "counts_from_logits",
@@ -39,7 +56,12 @@ PRECISION = 20  #: counts of one distribution sum to 2**PRECISION
 LOGIT_STEP_INV = 64  #: logits are rounded to multiples of 1/LOGIT_STEP_INV nat
 _EXP_BITS = 30  #: exp table entries are round(2**30 * exp(-i / 64))
 _TABLE_LEN = 64 * 24  #: exp(-24) * 2**30 < 0.5: entries past this are 0 anyway
-_MAX_ALPHABET_BITS = PRECISION - 4  #: leave >= 15/16 of the mass to the model
+MAX_ALPHABET_BITS = PRECISION - 4  #: leave >= 15/16 of the mass to the model
+_STATE_BITS = 64  #: a range coder's state: a stream may be this much shorter than its information content
+
+
+class CodecError(UserError):
+    """A compressed file is truncated, corrupted, forged, foreign, or needs a different model."""
 
 
 @lru_cache(maxsize=1)
@@ -181,30 +203,69 @@ class RangeWriter:
 
 
 class RangeReader:
-    """Decodes a stream written by :class:`RangeWriter`, call for call."""
+    """Decodes a stream written by :class:`RangeWriter`, call for call, and checks it was used up exactly.
+
+    Raises :class:`CodecError` when a call asks for more symbols than the
+    remaining payload can hold, and :meth:`finish` (call it after the last
+    symbol) raises it unless the payload is exactly the encoding of the decoded
+    symbols (see the module docstring).
+    """
 
     def __init__(self, data: bytes, precision: int = PRECISION) -> None:
         import constriction
 
         if len(data) % 4:
-            raise ValueError(f"range-coded payload must be a whole number of 32-bit words, got {len(data)} bytes")
+            raise CodecError(f"range-coded payload must be a whole number of 32-bit words, got {len(data)} bytes")
         self._cs = constriction
         self.precision = precision
-        words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
-        self._dec = constriction.stream.queue.RangeDecoder(words)
+        self._words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+        self._dec = constriction.stream.queue.RangeDecoder(self._words)
+        self._shadow = constriction.stream.queue.RangeEncoder()  # re-encodes what was decoded
+        self._budget = 32.0 * self._words.size + _STATE_BITS  # information the payload can carry, in bits
+        self._num_symbols = 0
+
+    def _charge(self, n: int, cheapest_bits: float) -> None:
+        """Account ``n`` more symbols costing at least ``cheapest_bits``; refuse before decoding if they cannot fit."""
+        self._budget -= cheapest_bits * (1 - 1e-6)
+        if self._budget < 0:
+            raise CodecError(f"payload of {4 * self._words.size} bytes is too short for the {self._num_symbols + n} "
+                             f"symbols the header implies (forged or damaged geometry)")
+        self._num_symbols += n
+
+    def _decode(self, model: object, n: int, probabilities: np.ndarray | None = None) -> np.ndarray:
+        try:
+            if probabilities is None:  # one model for all n symbols
+                s = np.asarray(self._dec.decode(model, n), dtype=np.int32)
+                self._shadow.encode(s, model)
+            else:  # a family with one row of probabilities per symbol
+                s = np.asarray(self._dec.decode(model, probabilities), dtype=np.int32)
+                self._shadow.encode(s, model, probabilities)
+        except (ValueError, RuntimeError) as e:  # constriction reports invalid streams this way
+            raise CodecError(f"payload does not decode ({type(e).__name__}: {(str(e).splitlines() or [''])[0]})") from e
+        return s.astype(np.int64)
 
     def decode_iid(self, n: int, counts: np.ndarray) -> np.ndarray:
         counts = np.asarray(counts, dtype=np.int64)
         if n == 0:
             return np.zeros(0, dtype=np.int64)
+        self._charge(n, n * (self.precision - float(np.log2(counts.max()))))
         model = self._cs.stream.model.Categorical(_probabilities(counts, self.precision), perfect=False)
-        return np.asarray(self._dec.decode(model, n), dtype=np.int64)
+        return self._decode(model, n)
 
     def decode(self, counts: np.ndarray) -> np.ndarray:
         counts = np.asarray(counts, dtype=np.int64)
         if counts.ndim != 2:
             raise ValueError(f"decode needs counts [n, k], got {counts.shape}")
-        if counts.shape[0] == 0:
+        n = counts.shape[0]
+        if n == 0:
             return np.zeros(0, dtype=np.int64)
+        self._charge(n, float((self.precision - np.log2(counts.max(axis=-1).astype(np.float64))).sum()))
         family = self._cs.stream.model.Categorical(perfect=False)
-        return np.asarray(self._dec.decode(family, _probabilities(counts, self.precision)), dtype=np.int64)
+        return self._decode(family, n, _probabilities(counts, self.precision))
+
+    def finish(self) -> None:
+        """Raise :class:`CodecError` unless the payload is exactly the encoding of the symbols decoded so far."""
+        again = np.asarray(self._shadow.get_compressed(), dtype=np.uint32)
+        if not np.array_equal(again, self._words):
+            raise CodecError(f"payload of {4 * self._words.size} bytes is not the coding of its {self._num_symbols} "
+                             f"symbols ({4 * again.size} bytes): damaged or forged data, or the wrong model")

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from magvit2.codec.container import LM_ORDERS, CodecError, state_dict_digest
-from magvit2.codec.entropy import PRECISION, RangeReader, RangeWriter, counts_from_logits, counts_from_weights
+from magvit2.codec.entropy import MAX_ALPHABET_BITS, RangeReader, RangeWriter, counts_from_logits, counts_from_weights
 from magvit2.quantizers.factorize import split_bits, split_indices
 
 __all__ = [
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 STATIC_PRIOR_FILENAME = "static_prior.safetensors"
-MAX_SUBTOKEN_BITS = PRECISION - 4
+MAX_SUBTOKEN_BITS = MAX_ALPHABET_BITS
 
 #: ``logits_fn(tokens [1, n, g] long, known [1, n] bool) -> [1, n, g, 2**max(bits)] float``
 LogitsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -108,6 +108,7 @@ class _ContextFreePrior(TokenPrior):
     def decode(self, data: bytes, n: int) -> np.ndarray:
         r = RangeReader(data)
         cols = [r.decode_iid(n, c) for c in self.counts()]
+        r.finish()  # the payload must be exactly the coding of these symbols
         return np.stack(cols, axis=1) if cols else np.zeros((n, 0), dtype=np.int64)
 
 
@@ -301,6 +302,7 @@ class LMPrior(TokenPrior):
             for j, c in enumerate(self._counts(sub, known, pos)):
                 sub[pos, j] = r.decode(c)
             known[pos] = True
+        r.finish()  # the payload must be exactly the coding of these symbols
         return sub
 
 
