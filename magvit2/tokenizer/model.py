@@ -6,7 +6,7 @@ d latent bits, and t', h', w' the token grid.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
+from typing import Iterable, Iterator, NamedTuple
 
 import torch
 from torch import nn
@@ -16,6 +16,7 @@ from magvit2.config.tokenizer import TokenizerConfig
 from magvit2.quantizers import Quantizer, QuantizerOutput, ReduceHook, build_quantizer
 from magvit2.tokenizer.decoder import Decoder
 from magvit2.tokenizer.encoder import Encoder
+from magvit2.tokenizer.stream import decode_stream, encode_stream
 
 __all__ = ["VideoTokenizer", "TokenizerOutput", "CheckpointError"]
 
@@ -72,17 +73,32 @@ class VideoTokenizer(nn.Module):
             raise ValueError(f"expected codes [b, {self.config.bits}, t', h', w'], got shape {tuple(codes.shape)}")
         return self.decoder(codes)
 
-    @torch.no_grad()
-    def decode(self, indices: torch.Tensor) -> torch.Tensor:
-        """Tokens ``[b, t', h', w']`` -> video ``[b, c, t, h, w]``."""
+    def check_indices(self, indices: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``indices`` are integer tokens ``[b, t', h', w']`` of this vocabulary."""
         if indices.ndim != 4:
             raise ValueError(f"expected tokens [b, t', h', w'], got shape {tuple(indices.shape)}")
         if indices.dtype.is_floating_point:
             raise ValueError(f"expected integer tokens, got {indices.dtype}")
         if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.config.codebook_size):
             raise ValueError(f"tokens must lie in [0, {self.config.codebook_size}), got [{int(indices.min())}, {int(indices.max())}]")
+
+    @torch.no_grad()
+    def decode(self, indices: torch.Tensor) -> torch.Tensor:
+        """Tokens ``[b, t', h', w']`` -> video ``[b, c, t, h, w]``."""
+        self.check_indices(indices)
         dtype = next(self.parameters()).dtype
         return self.decode_codes(self.quantizer.indices_to_codes(indices, dtype=dtype))
+
+    # ----- streams (videos of any length) ----------------------------------
+    def encode_stream(self, chunks: Iterable[torch.Tensor], pad_end: bool = True) -> Iterator[torch.Tensor]:
+        """Token frames ``[b, t', h', w']`` from frame chunks ``[b, c, t, h, w]`` of any lengths, as one
+        causal stream (equal to :meth:`encode` of the whole clip); see :mod:`magvit2.tokenizer.stream`."""
+        return encode_stream(self, chunks, pad_end)
+
+    def decode_stream(self, tokens: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """Frame chunks ``[b, c, t, h, w]`` from token chunks ``[b, t', h', w']`` of one stream (equal to
+        :meth:`decode` of all tokens); see :mod:`magvit2.tokenizer.stream`."""
+        return decode_stream(self, tokens)
 
     # ----- training forward -----------------------------------------------
     def forward(self, video: torch.Tensor, entropy_weight: float | None = None) -> TokenizerOutput:
