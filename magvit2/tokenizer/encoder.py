@@ -7,6 +7,7 @@ from torch import nn
 
 from magvit2.config.tokenizer import TokenizerConfig
 from magvit2.layers import CausalConv3d, Downsample, FrameGroupNorm, ResBlock
+from magvit2.layers.conv import StreamState
 from magvit2.layers.resblock import _groups
 
 __all__ = ["Encoder"]
@@ -17,39 +18,51 @@ class Encoder(nn.Module):
 
     Spatial 2x per downsampling; time 2x where ``cfg.temporal_downsample`` says
     so (the paper downsamples time in the last stages: 17 -> 9 -> 5). The latent
-    goes through a per-frame GroupNorm without affine parameters before LFQ.
+    goes through a per-frame GroupNorm without affine parameters before LFQ
+    (unless ``cfg.latent_norm`` is off).
 
     Shapes: ``[b, c, t, h, w] -> [b, d, t', h', w']`` (d = ``cfg.bits``).
+
+    Streaming: ``forward(chunk, state)`` with one :class:`StreamState` per stream takes
+    chunks of any length (>= 0 frames) and returns the latent frames that the chunk
+    completes (latent ``j`` is completed by input frame ``j * temporal_factor``); the
+    concatenated outputs equal the whole clip's latent.
     """
 
     def __init__(self, cfg: TokenizerConfig) -> None:
         super().__init__()
         kt, g = cfg.temporal_kernel, cfg.num_groups
         chans = [cfg.base_channels * m for m in cfg.channel_multipliers]
-        self.conv_in = CausalConv3d(cfg.in_channels, chans[0], (kt, 3, 3))
+        self.conv_in = CausalConv3d(cfg.in_channels, chans[0], (kt, 3, 3), bias=cfg.encoder_in_bias)
         self.blocks = nn.ModuleList()
         self.downs = nn.ModuleList()
         c = chans[0]
         for i, c_out in enumerate(chans):
             stage = []
             for _ in range(cfg.num_res_blocks):
-                stage.append(ResBlock(c, c_out, kt, g))
+                stage.append(ResBlock(c, c_out, kt, g, bias=cfg.resblock_bias))
                 c = c_out
-            self.blocks.append(nn.Sequential(*stage))
+            self.blocks.append(nn.ModuleList(stage))
             if i < len(chans) - 1:
                 self.downs.append(Downsample(c, c, time=cfg.temporal_downsample[i], temporal_kernel=kt))
-        self.mid = nn.Sequential(*[ResBlock(c, c, kt, g) for _ in range(cfg.num_res_blocks)])
+        self.mid = nn.ModuleList([ResBlock(c, c, kt, g, bias=cfg.resblock_bias) for _ in range(cfg.num_res_blocks)])
         self.norm_out = FrameGroupNorm(_groups(g, c), c, eps=1e-6)
         self.conv_out = CausalConv3d(c, cfg.bits, 1)
         # A single group: each frame's latent is standardised as a whole, keeping signs informative.
-        self.norm_latent = FrameGroupNorm(1, cfg.bits, eps=1e-6, affine=False)
+        self.norm_latent: nn.Module = (FrameGroupNorm(1, cfg.bits, eps=1e-6, affine=False) if cfg.latent_norm
+                                       else nn.Identity())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv_in(x)
+    def forward(self, x: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
+        x = self.conv_in(x, state)
         for i, stage in enumerate(self.blocks):
-            x = stage(x)
+            for block in stage:
+                x = block(x, state=state)
             if i < len(self.downs):
-                x = self.downs[i](x)
-        x = self.mid(x)
-        x = self.conv_out(F.silu(self.norm_out(x)))
+                x = self.downs[i](x, state)
+                if x.shape[2] == 0:  # a short chunk that completes no frame here: nothing further to run
+                    f = 2 ** (len(self.downs) - 1 - i)
+                    return x.new_zeros(x.shape[0], self.conv_out.conv.out_channels, 0, x.shape[3] // f, x.shape[4] // f)
+        for block in self.mid:
+            x = block(x, state=state)
+        x = self.conv_out(F.silu(self.norm_out(x)), state)
         return self.norm_latent(x)
