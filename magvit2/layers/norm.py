@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-__all__ = ["FrameGroupNorm", "AdaptiveGroupNorm", "causal_time_index"]
+__all__ = ["FrameGroupNorm", "AdaptiveGroupNorm", "StatsAdaptiveGroupNorm", "causal_time_index"]
 
 
 class FrameGroupNorm(nn.GroupNorm):
@@ -66,3 +66,38 @@ class AdaptiveGroupNorm(nn.Module):
         cond = rearrange(cond, "(b t) d h w -> b d t h w", t=t)
         scale, bias = self.to_scale_bias(cond).chunk(2, dim=1)
         return self.norm(x) * (1 + scale) + bias
+
+
+class StatsAdaptiveGroupNorm(nn.Module):
+    """Per-frame GroupNorm scaled and shifted by Linear maps of the latent's per-frame statistics.
+
+    ``y = norm(x) * gamma(s) + beta(m)`` where, for every latent frame of ``z``
+    (``[b, d, t', h', w']``), ``m`` is the per-channel mean over ``h' w'`` and
+    ``s = sqrt(var + eps)`` with the unbiased variance over ``h' w'``; each frame
+    of ``x`` (``[b, c, t, h, w]``) takes the statistics of the latent frame it is
+    built from (:func:`causal_time_index`). On an image this is exactly the
+    adaptive GroupNorm of Open-MAGVIT2's decoder (once per decoder stage there).
+    A fresh module starts as the plain norm (``gamma = 1``, ``beta = 0``).
+    """
+
+    def __init__(self, num_groups: int, channels: int, cond_channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.norm = FrameGroupNorm(num_groups, channels, eps=eps, affine=False)
+        self.to_scale = nn.Linear(cond_channels, channels)
+        self.to_bias = nn.Linear(cond_channels, channels)
+        nn.init.zeros_(self.to_scale.weight)
+        nn.init.ones_(self.to_scale.bias)
+        nn.init.zeros_(self.to_bias.weight)
+        nn.init.zeros_(self.to_bias.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        if cond.shape[3] * cond.shape[4] < 2:
+            raise ValueError(f"latent statistics need at least 2 positions per frame, got {tuple(cond.shape[3:])}")
+        flat = rearrange(cond, "b d t h w -> b t d (h w)")
+        std = (flat.var(dim=-1) + self.eps).sqrt()  # [b, t', d]
+        mean = flat.mean(dim=-1)
+        idx = causal_time_index(x.shape[2], cond.shape[2], device=cond.device)
+        scale = rearrange(self.to_scale(std).index_select(1, idx), "b t c -> b c t 1 1")
+        bias = rearrange(self.to_bias(mean).index_select(1, idx), "b t c -> b c t 1 1")
+        return self.norm(x) * scale.to(x.dtype) + bias.to(x.dtype)

@@ -19,7 +19,8 @@ __all__ = ["inflate_state_dict", "inflate_tokenizer"]
 
 
 def _compatible(image: TokenizerConfig, video: TokenizerConfig) -> None:
-    keys = ("in_channels", "base_channels", "channel_multipliers", "num_res_blocks", "num_groups", "bits")
+    keys = ("in_channels", "base_channels", "channel_multipliers", "num_res_blocks", "num_groups", "bits",
+            "adaptive_norm", "latent_norm", "resblock_bias", "encoder_in_bias")
     diff = [k for k in keys if getattr(image, k) != getattr(video, k)]
     if diff:
         raise ValueError(f"image and video tokenizer configs differ in {diff}; inflation needs the same layout")
