@@ -26,7 +26,7 @@ from magvit2.errors import UserError
 
 __all__ = ["main", "build_parser", "USER_ERRORS", "EXIT_USER_ERROR", "EXIT_BUG"]
 
-COMMANDS = ("reconstruct", "train", "tokenize", "generate", "predict", "compress", "evaluate", "demo", "convert", "llm")
+COMMANDS = ("reconstruct", "train", "tokenize", "generate", "predict", "compress", "evaluate", "demo", "convert", "llm", "info")
 
 #: Exceptions that report a problem with the user's input rather than a bug.
 USER_ERRORS: tuple[type[BaseException], ...] = (
