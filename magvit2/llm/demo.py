@@ -61,7 +61,7 @@ class LLMDemoConfig(Config):
     width: int = 128
     depth: int = 4
     heads: int = 4
-    budget_s: float = 1200.0
+    budget_s: float = 720.0
     max_steps: int = 100_000
     batch_size: int = 16
     lr: float = 1e-3
