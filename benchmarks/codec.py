@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from magvit2.codec import CodecConfig, VideoCodec, read_frames
+from magvit2.codec import CodecConfig, VideoCodec
+from magvit2.data.io import read_media
 from magvit2.eval.anchors import encode_anchor
 from magvit2.eval.rd import RDPoint, interpolate_at_bpp
 from magvit2.quantizers.factorize import split_indices
@@ -43,7 +44,7 @@ def clip_dir() -> Path:
 def load_clip(path: Path, frames: int, size: int) -> np.ndarray:
     from PIL import Image
 
-    video, _ = read_frames(path, max_frames=frames)
+    video = read_media(path, max_frames=frames).frames
     t, h, w, _ = video.shape
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2

@@ -36,12 +36,13 @@ def _log(res: DemoResult, line: str) -> None:
 
 
 def _tokenizer(res: DemoResult):
+    from magvit2.models import load_tokenizer
     from magvit2.pretrained import default_model_dir
     from magvit2.tokenizer import TokenizerConfig, VideoTokenizer
 
     try:
         path = default_model_dir("tokenizer")
-        return VideoTokenizer.from_pretrained(path), f"shipped `{path.name}`"
+        return load_tokenizer(path), f"shipped `{path.name}`"
     except FileNotFoundError:
         torch.manual_seed(0)
         _log(res, "WARNING: no shipped tokenizer in this build; using an UNTRAINED tiny tokenizer (results are noise).")
@@ -49,37 +50,32 @@ def _tokenizer(res: DemoResult):
 
 
 def _generator(res: DemoResult):
-    from magvit2.generation.pipeline import VideoGenerator
+    from magvit2.models import load_generator
     from magvit2.pretrained import default_model_dir
 
     try:
         path = default_model_dir("digits-lm")
-        return VideoGenerator.from_pretrained(path), f"shipped `{path.name}`"
+        return load_generator(path), f"shipped `{path.name}`"
     except FileNotFoundError:
         _log(res, "WARNING: no shipped digits generator in this build; skipping generation.")
         return None, "none"
 
 
 def _reconstruction_and_codec(res: DemoResult, out: Path, size: int, frames_n: int) -> list[str]:
-    from magvit2.codec import CodecConfig, VideoCodec
+    from magvit2.codec import FILE_EXTENSION, CodecConfig, VideoCodec
     from magvit2.data.io import read_media
     from magvit2.data.packaged import packaged_split
-    from magvit2.data.transforms import to_tensor, to_uint8
+    from magvit2.data.transforms import crop_to_multiple, resize_short_side, to_tensor, to_uint8
     from magvit2.data.writers import make_grid, write_image, write_video
     from magvit2.eval.metrics import lpips, psnr
     from magvit2.eval.rd import interpolate_at_bpp, rd_curve_anchor, plot_rd
-    from magvit2.tokenizer.groups import resize_short_side
+    from magvit2.files import write_bytes_atomic
 
     tok, tok_name = _tokenizer(res)
     clip_path = packaged_split("test", "videos")[0]
     clip = read_media(clip_path, max_frames=frames_n)
-    v = resize_short_side(to_tensor(clip.frames)[None], size)
-    h, w = v.shape[-2:]
-    f = 8
-    h8, w8 = h - h % f, w - w % f
-    v = v[..., (h - h8) // 2 : (h - h8) // 2 + h8, (w - w8) // 2 : (w - w8) // 2 + w8]
-    frames = to_uint8(v[0])
-    t = frames.shape[0]
+    frames = to_uint8(crop_to_multiple(resize_short_side(to_tensor(clip.frames)[None], size), 8)[0])
+    t, h8, w8 = frames.shape[:3]
     _log(res, f"clip: {clip_path.name} (held out from training), {t} frames at {w8}x{h8}; tokenizer: {tok_name}")
 
     t0 = time.perf_counter()
@@ -87,7 +83,8 @@ def _reconstruction_and_codec(res: DemoResult, out: Path, size: int, frames_n: i
     enc = codec.encode(frames, clip.fps or 25.0)
     dec = codec.decode(enc.data)
     dt = time.perf_counter() - t0
-    (out / "carphone.m2v").write_bytes(enc.data)
+    bitstream = f"carphone{FILE_EXTENSION}"
+    write_bytes_atomic(out / bitstream, enc.data)
     real, ours = to_tensor(frames)[None], to_tensor(dec.frames)[None]
     m_psnr, m_lpips = float(psnr(real, ours).mean()), float(lpips(real, ours).mean())
     bpp = enc.stats.bits_per_pixel
@@ -129,14 +126,14 @@ def _reconstruction_and_codec(res: DemoResult, out: Path, size: int, frames_n: i
         "Rate-distortion (x265 sweep vs the magvit2 point): ![rd](rd.png)",
         "",
         "Clips: [original](carphone_original.mp4), [magvit2](carphone_magvit2.mp4), "
-        "[side by side](carphone_side_by_side.gif), bitstream [carphone.m2v](carphone.m2v).",
+        f"[side by side](carphone_side_by_side.gif), bitstream [{bitstream}]({bitstream}).",
         "",
     ]
 
 
 def _generation(res: DemoResult, out: Path, steps: int) -> list[str]:
-    from magvit2.cli.generate import write_clips
     from magvit2.data import DataConfig, build_dataset
+    from magvit2.data.writers import write_clips
 
     gen, name = _generator(res)
     if gen is None:
@@ -177,6 +174,8 @@ def run_demo(out_dir: str | Path = "outputs/demo", size: int = 64, frames: int =
     torch.set_grad_enabled(False)
     from tqdm import tqdm
 
+    from magvit2.files import write_text_atomic
+
     md = ["# magvit2 demo", ""]
     with tqdm(total=2, desc="demo", unit="stage") as bar:
         md += _reconstruction_and_codec(res, out, size, frames)
@@ -184,6 +183,6 @@ def run_demo(out_dir: str | Path = "outputs/demo", size: int = 64, frames: int =
         md += _generation(res, out, steps)
         bar.update(1)
     md += ["## Log", "", "```", *res.lines, "```", ""]
-    res.report.write_text("\n".join(md))
+    write_text_atomic(res.report, "\n".join(md))
     print(f"report: {res.report}")
     return res

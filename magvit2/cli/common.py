@@ -1,15 +1,15 @@
-"""Helpers shared by the subcommands: model resolution, devices, safe output writing."""
-from __future__ import annotations
+"""Helpers shared by the subcommands: the --model argument, devices, data specs.
 
-import os
-import tempfile
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Iterator
+Loading models and writing outputs are library code (:mod:`magvit2.models`, :mod:`magvit2.data.writers`,
+:mod:`magvit2.files`); ``load_tokenizer`` is re-exported here for the subcommands."""
+from __future__ import annotations
 
 import torch
 
-__all__ = ["load_tokenizer", "pick_device", "atomic_output", "add_model_arg", "data_config"]
+from magvit2.errors import UserError
+from magvit2.models import load_tokenizer
+
+__all__ = ["load_tokenizer", "pick_device", "add_model_arg", "data_config"]
 
 
 def add_model_arg(parser, kind: str = "tokenizer") -> None:
@@ -21,37 +21,8 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda requested but CUDA is not available")
+        raise UserError(f"--device {name} requested but CUDA is not available; expected --device cpu or auto")
     return torch.device(name)
-
-
-def load_tokenizer(model: str | None, device: torch.device | str = "cpu", kind: str = "tokenizer"):
-    from magvit2.pretrained import default_model_dir
-    from magvit2.tokenizer import VideoTokenizer
-
-    path = Path(model) if model else default_model_dir(kind)
-    return VideoTokenizer.from_pretrained(path).to(device).eval()
-
-
-@contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it to ``path``, on failure delete it.
-
-    An existing output is therefore never replaced by a partial or failed one.
-    """
-    path = Path(path)
-    if path.exists() and path.is_dir():
-        raise IsADirectoryError(f"output {path} is a directory; expected a file path")
-    if not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
 
 
 def data_config(spec: str, frames: int | None = None, resolution: int | None = None, num_samples: int | None = None):

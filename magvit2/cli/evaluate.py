@@ -51,17 +51,17 @@ def run_recon(args: argparse.Namespace) -> int:
     for k, v in table.items():
         print(f"{k:>22}: {v}")
     if args.output:
+        from magvit2.files import write_text_atomic
+
         out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(table, indent=2))
-        out.with_suffix(".md").write_text("| metric | value |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in table.items()))
+        write_text_atomic(out, json.dumps(table, indent=2))
+        write_text_atomic(out.with_suffix(".md"), "| metric | value |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in table.items()))
     return 0
 
 
 def _load_videos(spec: str, size: int | None, max_frames: int) -> dict:
     from magvit2.data.io import VIDEO_EXTENSIONS, read_media
-    from magvit2.data.transforms import to_tensor, to_uint8
-    from magvit2.tokenizer.groups import resize_short_side
+    from magvit2.data.transforms import crop_to_multiple, resize_short_side, to_tensor, to_uint8
 
     src = Path(spec)
     if not src.exists():
@@ -73,11 +73,7 @@ def _load_videos(spec: str, size: int | None, max_frames: int) -> dict:
     for p in paths:
         frames = read_media(p, max_frames=max_frames).frames
         if size:
-            v = resize_short_side(to_tensor(frames)[None], size)
-            h, w = v.shape[-2:]
-            h8, w8 = h - h % 8, w - w % 8
-            v = v[..., (h - h8) // 2 : (h - h8) // 2 + h8, (w - w8) // 2 : (w - w8) // 2 + w8]
-            frames = to_uint8(v[0])
+            frames = to_uint8(crop_to_multiple(resize_short_side(to_tensor(frames)[None], size), 8)[0])
         out[p.stem] = frames
     return out
 

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 
 from magvit2.cli.common import pick_device
-from magvit2.cli.generate import _common, load_generator, write_clips
+from magvit2.cli.generate import _common, check_output
+from magvit2.data.writers import write_clips
+from magvit2.models import load_generator
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,24 +23,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from magvit2.data.io import read_media
-    from magvit2.data.transforms import to_tensor
-    from magvit2.tokenizer.groups import resize_short_side
+    from magvit2.data.transforms import center_crop, resize_short_side, to_tensor
 
+    out = check_output(args.output)
     device = pick_device(args.device)
     gen = load_generator(args.model, device)
     clip = read_media(args.video, max_frames=gen.num_frames)
     video = to_tensor(clip.frames).unsqueeze(0)
     size = gen.config.grid[1] * gen.tokenizer.config.spatial_factor
     if video.shape[-2:] != (size, size):
-        video = resize_short_side(video, size)
-        h, w = video.shape[-2:]
-        video = video[..., (h - size) // 2 : (h - size) // 2 + size, (w - size) // 2 : (w - size) // 2 + size]
+        video = center_crop(resize_short_side(video, size), size, size)
     video = video.expand(args.num, -1, -1, -1, -1).to(device)
     labels = None if args.label is None else [args.label] * args.num
     pred = gen.predict(video, context_frames=args.context, labels=labels, steps=args.steps,
                        guidance_scale=args.guidance, temperature=args.temperature, seed=args.seed)
     n = min(video.shape[2], pred.shape[2])
     both = torch.cat([video[:, :, :n].cpu(), pred[:, :, :n].cpu()])  # first row: real, then predictions
-    write_clips(Path(args.output), both, args.fps, nrow=args.num)
+    write_clips(out, both, args.fps, nrow=args.num)
     print(f"continued {args.video} from {args.context} frames to {pred.shape[2]} frames -> {args.output}")
     return 0

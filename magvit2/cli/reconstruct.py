@@ -5,12 +5,10 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
-
-from magvit2.cli.common import add_model_arg, atomic_output, load_tokenizer, pick_device
-
-VIDEO_OUT = (".mp4", ".mov", ".mkv", ".gif")
-IMAGE_OUT = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+from magvit2.cli.common import add_model_arg, load_tokenizer, pick_device
+from magvit2.data.writers import IMAGE_OUTPUTS as IMAGE_OUT
+from magvit2.data.writers import VIDEO_OUTPUTS as VIDEO_OUT
+from magvit2.errors import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,21 +25,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from magvit2.data.io import read_media
-    from magvit2.data.transforms import to_tensor, to_uint8
-    from magvit2.data.writers import write_image, write_video
+    from magvit2.data.transforms import resize_short_side, to_tensor, to_uint8
+    from magvit2.data.writers import write_frames
     from magvit2.eval.metrics import psnr
-    from magvit2.tokenizer.groups import reconstruct_video, resize_short_side
+    from magvit2.tokenizer.groups import reconstruct_video
 
     out = Path(args.output)
     suffix = out.suffix.lower()
     if suffix not in VIDEO_OUT + IMAGE_OUT:
-        raise ValueError(f"output {out} must end in one of {VIDEO_OUT + IMAGE_OUT}")
+        raise UserError(f"output {out} must end in one of {VIDEO_OUT + IMAGE_OUT}")
     device = pick_device(args.device)
     tok = load_tokenizer(args.model, device)
     clip = read_media(args.input, max_frames=args.max_frames)
     frames = clip.frames
     if frames.shape[0] > 1 and suffix in IMAGE_OUT:
-        raise ValueError(f"{args.input} is a video ({frames.shape[0]} frames); write it to one of {VIDEO_OUT}")
+        raise UserError(f"{args.input} is a video ({frames.shape[0]} frames); write it to one of {VIDEO_OUT}")
     video = to_tensor(frames).unsqueeze(0).to(device)
     if args.size:
         video = resize_short_side(video, args.size)
@@ -50,11 +48,7 @@ def run(args: argparse.Namespace) -> int:
     rec = reconstruct_video(tok, video, args.group)
     dt = time.perf_counter() - t0
     rec_frames = to_uint8(rec[0])
-    with atomic_output(out) as tmp:
-        if suffix in IMAGE_OUT:
-            write_image(tmp, rec_frames[0])
-        else:
-            write_video(tmp, rec_frames, fps=clip.fps)
+    write_frames(out, rec_frames, fps=clip.fps or 25.0)
     score = float(psnr(video.cpu(), rec.cpu()).mean())
     t, h, w = frames.shape[:3]
     print(f"{args.input}: {t} frame(s) {w}x{h} -> {out}  PSNR {score:.2f} dB  ({t / dt:.1f} frames/s)")

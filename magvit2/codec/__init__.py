@@ -2,15 +2,15 @@
 
 ``compress(frames, tokenizer) -> bytes`` and ``decompress(bytes, tokenizer) -> DecodedVideo``;
 see :mod:`magvit2.codec.compress` for the group/padding rules, :mod:`magvit2.codec.container`
-for the file layout and :mod:`magvit2.codec.priors` for the uniform, static and LM priors.
+for the file layout and :mod:`magvit2.codec.priors` for the prior registry (uniform, static, LM).
 """
 from magvit2.codec.compress import (
     CodecConfig,
     CompressStats,
     DecodedVideo,
     EncodedVideo,
+    FILE_EXTENSION,
     Geometry,
-    Tokenizer,
     VideoCodec,
     compress,
     compress_file,
@@ -21,21 +21,27 @@ from magvit2.codec.compress import (
     tokenizer_geometry,
 )
 from magvit2.codec.container import CodecError, DecodeLimits, Header, fingerprint
-from magvit2.codec.io import read_frames, write_frames
+from magvit2.codec.io import write_frames
 from magvit2.codec.priors import (
+    PRIORS,
     STATIC_PRIOR_FILENAME,
     LMPrior,
+    PriorSource,
     StaticPrior,
     TokenPrior,
     UniformPrior,
     default_split,
     fit_static_prior,
+    load_prior,
+    prior_for_header,
+    prior_kinds,
+    register_prior,
 )
 
 __all__ = [
-    "CodecConfig", "CompressStats", "DecodedVideo", "EncodedVideo", "Geometry", "Tokenizer", "VideoCodec",
+    "FILE_EXTENSION", "CodecConfig", "CompressStats", "DecodedVideo", "EncodedVideo", "Geometry", "VideoCodec",
     "compress", "compress_file", "decompress", "decompress_file", "read_header", "resolve_prior",
-    "tokenizer_geometry", "CodecError", "DecodeLimits", "Header", "fingerprint", "read_frames", "write_frames",
+    "tokenizer_geometry", "CodecError", "DecodeLimits", "Header", "fingerprint", "write_frames",
     "STATIC_PRIOR_FILENAME", "LMPrior", "StaticPrior", "TokenPrior", "UniformPrior", "default_split",
-    "fit_static_prior",
+    "fit_static_prior", "PRIORS", "PriorSource", "load_prior", "prior_for_header", "prior_kinds", "register_prior",
 ]

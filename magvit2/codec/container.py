@@ -1,4 +1,4 @@
-"""The ``.mv2`` bitstream container: a checked header followed by one payload per group.
+"""The ``.mv2c`` bitstream container: a checked header followed by one payload per group.
 
 Layout (little-endian, every field fixed-size)::
 
@@ -13,7 +13,7 @@ Layout (little-endian, every field fixed-size)::
     spatial       B    tokenizer spatial downsampling factor
     temporal      B    tokenizer temporal downsampling factor
     token_bits    B    bits per token
-    prior_kind    B    0 uniform, 1 static, 2 lm
+    prior_kind    B    prior code (magvit2.codec.priors.PRIORS: 0 uniform, 1 static, 2 lm)
     lm_chunks     H    decoding chunks per group (lm prior; 0 otherwise)
     lm_order      B    0 raster, 1 strided (lm prior)
     num_split     B    number of sub-tokens per token, then num_split x B (bits of each)
@@ -47,6 +47,7 @@ from typing import Any, Iterable, Mapping, Protocol
 import torch
 
 from magvit2.codec.entropy import MAX_ALPHABET_BITS, CodecError
+from magvit2.data.io import fps_to_fraction
 
 __all__ = [
     "MAGIC",
@@ -69,7 +70,8 @@ __all__ = [
 
 MAGIC = b"MV2C"
 FORMAT_VERSION = 1
-PRIOR_KINDS = ("uniform", "static", "lm")
+#: header code -> prior kind (code = index); filled by magvit2.codec.priors.register_prior, the one prior registry
+PRIOR_KINDS: list[str] = []
 LM_ORDERS = ("raster", "strided")
 DEFAULT_MAX_PIXELS = 2**21  #: pixels per frame a file may ask for by default (1920x1080 fits)
 DEFAULT_MAX_FRAMES = 10_000  #: frames a file may ask for by default
@@ -141,17 +143,6 @@ class Header:
             raise bad("every group needs at least one frame")
         if sum(g.frames for g in self.groups) != self.num_frames:
             raise bad(f"group frames sum to {sum(g.frames for g in self.groups)}, expected {self.num_frames}")
-
-
-def fps_to_fraction(fps: float | Fraction | int) -> Fraction:
-    """A frame rate as a small exact rational (29.97002997 -> 30000/1001)."""
-    try:
-        f = Fraction(fps).limit_denominator(100_000)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"fps must be a positive finite number, got {fps!r}") from None
-    if f <= 0 or f.numerator >= 2**32:
-        raise ValueError(f"fps must be positive and below 2**32, got {fps!r}")
-    return f
 
 
 def _check_limit(name: str, value: int, limit: int, what: str) -> None:

@@ -1,7 +1,9 @@
 """Token priors: the probability models the entropy coder codes sub-tokens with.
 
 A token of ``d`` bits is coded as ``g`` sub-tokens (``split_indices``), each a
-symbol of a ``2**bits_g`` alphabet. Three priors:
+symbol of a ``2**bits_g`` alphabet. Priors live in one registry (:data:`PRIORS`: kind -> class,
+header code, loader); a new prior is one :class:`TokenPrior` subclass plus one
+:func:`register_prior` line. Three are built in:
 
 - :class:`UniformPrior`: every sub-token uniform, exactly ``d`` bits per token
   (plus a few bytes of coder flush per group) - the baseline.
@@ -23,13 +25,14 @@ import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Optional, Sequence
 
 import numpy as np
 import torch
 
-from magvit2.codec.container import LM_ORDERS, CodecError, state_dict_digest
+from magvit2.codec.container import LM_ORDERS, PRIOR_KINDS, CodecError, Header, state_dict_digest
 from magvit2.codec.entropy import MAX_ALPHABET_BITS, RangeReader, RangeWriter, counts_from_logits, counts_from_weights
+from magvit2.files import atomic_write
 from magvit2.quantizers.factorize import split_bits, split_indices
 
 __all__ = [
@@ -41,7 +44,13 @@ __all__ = [
     "default_split",
     "fit_static_prior",
     "STATIC_PRIOR_FILENAME",
-    "prior_from_kind",
+    "PRIORS",
+    "PriorEntry",
+    "PriorSource",
+    "load_prior",
+    "prior_for_header",
+    "prior_kinds",
+    "register_prior",
 ]
 
 STATIC_PRIOR_FILENAME = "static_prior.safetensors"
@@ -90,6 +99,19 @@ class TokenPrior(ABC):
     def decode(self, data: bytes, n: int) -> np.ndarray:
         """Payload bytes -> ``[n, g]`` int64 sub-tokens (exact inverse of :meth:`encode`)."""
 
+    def header_fields(self) -> dict[str, Any]:
+        """The :class:`~magvit2.codec.container.Header` fields this prior sets besides its kind and split."""
+        return {}
+
+    def for_header(self, header: Header) -> "TokenPrior":
+        """This prior configured as a file's header says (e.g. the LM prior's decoding schedule)."""
+        return self
+
+    @classmethod
+    def from_header(cls, header: Header) -> Optional["TokenPrior"]:
+        """The prior rebuilt from a header alone, or None when it needs a model (``prior_obj``)."""
+        return None
+
 
 class _ContextFreePrior(TokenPrior):
     """Codes column ``j`` of all positions with one fixed distribution ``counts[j]``."""
@@ -117,13 +139,16 @@ class UniformPrior(_ContextFreePrior):
     """Every sub-token uniform: ``d`` bits per token."""
 
     bits_per_group: tuple[int, ...]
-    kind: ClassVar[str] = "uniform"
 
     def __post_init__(self) -> None:
         self.bits_per_group = _check_split(self.bits_per_group)
 
     def digest(self) -> bytes:
         return hashlib.sha256(f"magvit2-prior|uniform|{self.bits_per_group}".encode()).digest()
+
+    @classmethod
+    def from_header(cls, header: Header) -> "UniformPrior":
+        return cls(header.bits_per_group)
 
     def counts(self) -> list[np.ndarray]:
         return [counts_from_weights(np.ones(2**b, dtype=np.int64)) for b in self.bits_per_group]
@@ -135,7 +160,6 @@ class StaticPrior(_ContextFreePrior):
 
     bits_per_group: tuple[int, ...]
     freqs: list[np.ndarray] = field(repr=False)
-    kind: ClassVar[str] = "static"
 
     def __post_init__(self) -> None:
         self.bits_per_group = _check_split(self.bits_per_group)
@@ -179,7 +203,8 @@ class StaticPrior(_ContextFreePrior):
             path = path / STATIC_PRIOR_FILENAME
         tensors = {f"freqs_{j}": torch.from_numpy(f.copy()) for j, f in enumerate(self.freqs)}
         meta = {"kind": "static", "bits_per_group": ",".join(map(str, self.bits_per_group))}
-        save_file(tensors, str(path), metadata=meta)
+        with atomic_write(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
 
     @classmethod
     def load(cls, path: str | Path) -> "StaticPrior":
@@ -231,7 +256,6 @@ class LMPrior(TokenPrior):
     num_chunks: int = 8
     order: str = "strided"
     identity: str | None = None
-    kind: ClassVar[str] = "lm"
 
     def __post_init__(self) -> None:
         self.bits_per_group = _check_split(self.bits_per_group)
@@ -245,6 +269,12 @@ class LMPrior(TokenPrior):
     def with_schedule(self, num_chunks: int, order: str) -> "LMPrior":
         """The same model with another chunk schedule (the decoder takes it from the file header)."""
         return replace(self, num_chunks=num_chunks, order=order)
+
+    def header_fields(self) -> dict[str, Any]:
+        return {"lm_chunks": self.num_chunks, "lm_order": self.order}
+
+    def for_header(self, header: Header) -> "LMPrior":
+        return self.with_schedule(header.lm_chunks, header.lm_order)
 
     def digest(self) -> bytes:
         prefix = f"magvit2-prior|lm|{self.bits_per_group}|{self.identity}|".encode()
@@ -306,14 +336,111 @@ class LMPrior(TokenPrior):
         return sub
 
 
-def prior_from_kind(kind: str, bits_per_group: Sequence[int], prior_obj: TokenPrior | None) -> TokenPrior:
-    """Resolve a prior name (and optional object) to a :class:`TokenPrior`; raise :class:`CodecError` if unusable."""
-    if prior_obj is not None:
-        if prior_obj.kind != kind:
-            raise CodecError(f"prior kind mismatch: file/request needs {kind!r}, got a {prior_obj.kind!r} prior")
-        if tuple(prior_obj.bits_per_group) != tuple(bits_per_group):
-            raise CodecError(f"prior splits tokens as {prior_obj.bits_per_group}, expected {tuple(bits_per_group)}")
-        return prior_obj
-    if kind == "uniform":
-        return UniformPrior(tuple(bits_per_group))
-    raise CodecError(f"the {kind!r} prior needs prior_obj (a {'StaticPrior' if kind == 'static' else 'LMPrior'})")
+# ----- the registry ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PriorSource:
+    """What a prior's loader may build from: the codec's tokenizer, the directory it came from (a static
+    prior is stored beside it), a generator (its masked LM is the ``lm`` prior) and the sub-token width."""
+
+    tokenizer: Any
+    model_dir: Optional[Path] = None
+    generator: Any = None
+    max_subtoken_bits: int = 9
+
+
+@dataclass(frozen=True)
+class PriorEntry:
+    """One registered prior: its kind, its code in the file header, its class and its loader."""
+
+    kind: str
+    code: int
+    cls: type
+    load: Callable[[PriorSource], TokenPrior]
+    needs: str  #: what the loader needs, for error messages ("nothing", "a model directory", ...)
+
+
+#: kind -> entry; filled by :func:`register_prior` (the header's prior codes come from here)
+PRIORS: dict[str, PriorEntry] = {}
+
+
+def register_prior(kind: str, code: int, load: Callable[[PriorSource], TokenPrior], needs: str = "nothing"):
+    """Class decorator: register a :class:`TokenPrior` under ``kind``, stored as ``code`` in file headers.
+
+    Codes are permanent (files carry them): the next free code is ``len(prior_kinds())``.
+    """
+
+    def deco(cls: type) -> type:
+        if kind in PRIORS or code != len(PRIOR_KINDS):
+            raise ValueError(f"prior {kind!r} with code {code}: kinds must be new and codes consecutive "
+                             f"(registered: {prior_kinds()})")
+        cls.kind = kind
+        PRIORS[kind] = PriorEntry(kind, code, cls, load, needs)
+        PRIOR_KINDS.append(kind)
+        return cls
+
+    return deco
+
+
+def prior_kinds() -> tuple[str, ...]:
+    """Registered prior kinds in header-code order."""
+    return tuple(PRIOR_KINDS)
+
+
+def _entry(kind: str) -> PriorEntry:
+    if kind not in PRIORS:
+        raise CodecError(f"unknown prior {kind!r}; expected one of {prior_kinds()}")
+    return PRIORS[kind]
+
+
+def load_prior(kind: str, source: PriorSource) -> TokenPrior:
+    """The ``kind`` prior for ``source.tokenizer``, built by its registered loader."""
+    return _entry(kind).load(source)
+
+
+def prior_for_header(header: Header, prior_obj: TokenPrior | None = None) -> TokenPrior:
+    """The prior that decodes a file: rebuilt from the header when the kind allows it, else ``prior_obj``
+    (which must be of the file's kind and split), configured as the header says. CodecError otherwise."""
+    entry = _entry(header.prior_kind)
+    prior = entry.cls.from_header(header)
+    if prior is None:
+        if prior_obj is None:
+            raise CodecError(f"the {header.prior_kind!r} prior needs prior_obj (a {entry.cls.__name__}; "
+                             f"its loader needs {entry.needs})")
+        if prior_obj.kind != header.prior_kind:
+            raise CodecError(f"prior kind mismatch: the file needs {header.prior_kind!r}, got a {prior_obj.kind!r} prior")
+        if tuple(prior_obj.bits_per_group) != tuple(header.bits_per_group):
+            raise CodecError(f"prior splits tokens as {prior_obj.bits_per_group}, the file {tuple(header.bits_per_group)}")
+        prior = prior_obj
+    return prior.for_header(header)
+
+
+def _load_uniform(src: PriorSource) -> UniformPrior:
+    return UniformPrior(default_split(src.tokenizer.config.token_bits, src.max_subtoken_bits))
+
+
+def _load_static(src: PriorSource) -> StaticPrior:
+    if src.model_dir is None:
+        raise CodecError("the static prior is stored beside its tokenizer: pass the model directory "
+                         "(or prior_obj=StaticPrior.load(DIR))")
+    path = Path(src.model_dir) / STATIC_PRIOR_FILENAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no {STATIC_PRIOR_FILENAME} in {src.model_dir}; fit one with magvit2.codec.fit_static_prior")
+    return StaticPrior.load(path)
+
+
+def _load_lm(src: PriorSource) -> "LMPrior":
+    from magvit2.codec.lm import lm_prior
+
+    if src.generator is None:
+        raise CodecError("the lm prior needs a generator directory (a masked token model and its tokenizer), "
+                         "or prior_obj=lm_prior(model)")
+    if src.generator.kind != "mlm":
+        raise CodecError("the lm prior needs a masked token model; this generator is autoregressive")
+    return lm_prior(src.generator.lm)
+
+
+register_prior("uniform", 0, _load_uniform)(UniformPrior)
+register_prior("static", 1, _load_static, needs="the tokenizer's directory")(StaticPrior)
+register_prior("lm", 2, _load_lm, needs="a generator directory")(LMPrior)

@@ -13,6 +13,7 @@ from magvit2.data.io import (
     VideoClip,
     VideoInfo,
     VideoReader,
+    fps_to_fraction,
     read_frames,
     read_image,
     read_media,
@@ -22,8 +23,17 @@ from magvit2.data.io import (
 from magvit2.data.packaged import packaged_images, packaged_listing, packaged_split, packaged_videos
 from magvit2.data.sources import MediaItem, SourceListing, class_folders, discover, image_folder, list_file, video_folder
 from magvit2.data.synthetic import SHAPES, MovingShapes, moving_shapes_batch
-from magvit2.data.transforms import clip_indices, resize_crop_image, resized_size, to_tensor, to_uint8
-from magvit2.data.writers import make_grid, write_image, write_video
+from magvit2.data.transforms import (
+    center_crop,
+    clip_indices,
+    crop_to_multiple,
+    resize_crop_image,
+    resize_short_side,
+    resized_size,
+    to_tensor,
+    to_uint8,
+)
+from magvit2.data.writers import make_grid, write_clips, write_frames, write_image, write_video
 
 __all__ = [
     "BUILTIN_SOURCES",
@@ -41,6 +51,12 @@ __all__ = [
     "VideoInfo",
     "VideoReader",
     "build_dataset",
+    "center_crop",
+    "crop_to_multiple",
+    "fps_to_fraction",
+    "resize_short_side",
+    "write_clips",
+    "write_frames",
     "class_folders",
     "clip_indices",
     "digit_split",

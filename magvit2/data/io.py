@@ -16,6 +16,7 @@ a file that is not a readable video or image raises :class:`MediaError`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, NamedTuple, Sequence
 
@@ -32,6 +33,7 @@ __all__ = [
     "VideoClip",
     "VideoInfo",
     "VideoReader",
+    "fps_to_fraction",
     "is_image_path",
     "is_video_path",
     "read_frames",
@@ -45,6 +47,8 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".gif")
 
 DEFAULT_FPS = 25.0  # used only when a container states no frame rate at all
+FRAMES_EXTENSION = ".npy"  #: raw ``uint8 [t, h, w, 3]`` frames (no frame rate), read by :func:`read_media`
+MAX_FPS_DENOMINATOR = 1001  #: frame rates are kept as fractions with denominators up to this (30000/1001)
 
 
 class MediaError(ValueError):
@@ -66,6 +70,21 @@ class VideoInfo:
     fps: float
     width: int
     height: int
+
+
+def fps_to_fraction(fps: float | Fraction | int) -> Fraction:
+    """The one frame-rate conversion: a positive rate as a small exact fraction (29.97002997 -> 30000/1001).
+
+    Denominators are limited to :data:`MAX_FPS_DENOMINATOR`, which keeps the NTSC rates exact and
+    snaps a float read back from a container to the rate it stands for.
+    """
+    try:
+        f = Fraction(fps).limit_denominator(MAX_FPS_DENOMINATOR)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise MediaError(f"fps must be a positive finite number, got {fps!r}") from e
+    if f <= 0 or f.numerator >= 2**32:
+        raise MediaError(f"fps must be positive and below 2**32, got {fps!r}")
+    return f
 
 
 def is_image_path(path: str | Path) -> bool:
@@ -340,7 +359,21 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def read_media(path: str | Path, max_frames: int | None = None) -> VideoClip:
-    """A video, or an image as a one-frame clip (fps 0.0), chosen by file extension."""
+    """A video, an image as a one-frame clip, or ``.npy`` frames ``uint8 [t, h, w, 3]``, chosen by file
+    extension. Images and ``.npy`` files state no frame rate: their ``fps`` is 0.0."""
+    if Path(path).suffix.lower() == FRAMES_EXTENSION:
+        return VideoClip(_read_npy(Path(path), max_frames), 0.0)
     if is_image_path(path):
         return VideoClip(read_image(path)[None], 0.0)
     return read_video(path, max_frames)
+
+
+def _read_npy(path: Path, max_frames: int | None) -> np.ndarray:
+    _check_exists(path)
+    try:
+        frames = np.load(path, allow_pickle=False, mmap_mode="r")
+    except (ValueError, OSError) as e:
+        raise MediaError(f"{path}: not a readable .npy array ({e.__class__.__name__}: {e})") from e
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or 0 in frames.shape:
+        raise MediaError(f"{path}: expected uint8 frames [t, h, w, 3], got {frames.dtype} {list(frames.shape)}")
+    return np.array(frames[:max_frames] if max_frames else frames)  # a writable copy of what was asked for

@@ -1,4 +1,4 @@
-"""Clip sampling, resize-then-crop geometry, flips and uint8 <-> float tensor conversion.
+"""Clip sampling, resize-then-crop geometry, flips and the one uint8 <-> float tensor conversion.
 
 Shape letters: b batch, t frames, h height, w width, c = 3 colour channels.
 Numpy frames are ``uint8 [t, h, w, c]``; model tensors are ``float [c, t, h, w]``
@@ -10,17 +10,21 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from PIL import Image
 
 __all__ = [
     "CropBox",
     "apply_crop",
+    "center_crop",
     "check_num_frames",
     "clip_indices",
     "crop_box",
+    "crop_to_multiple",
     "resize_crop_image",
     "resize_frames",
+    "resize_short_side",
     "resized_size",
     "to_tensor",
     "to_uint8",
@@ -147,3 +151,30 @@ def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if frames.shape[1:3] == (h, w):
         return frames
     return np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BICUBIC)) for f in frames])
+
+
+def resize_short_side(video: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize ``[b, c, t, h, w]`` so the short side is ``size`` (antialiased bicubic, aspect kept, clamped to [-1, 1])."""
+    b, c, t, h, w = video.shape
+    s = size / min(h, w)
+    nh, nw = max(1, round(h * s)), max(1, round(w * s))
+    x = rearrange(video, "b c t h w -> (b t) c h w")
+    x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False).clamp(-1, 1)
+    return rearrange(x, "(b t) c h w -> b c t h w", b=b).contiguous()
+
+
+def center_crop(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The centred ``height x width`` window of ``[..., h, w]``."""
+    h, w = video.shape[-2:]
+    if not (1 <= height <= h and 1 <= width <= w):
+        raise ValueError(f"center_crop: a {height}x{width} window does not fit in {h}x{w}")
+    top, left = (h - height) // 2, (w - width) // 2
+    return video[..., top : top + height, left : left + width]
+
+
+def crop_to_multiple(video: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Centre-crop ``[..., h, w]`` to the largest size whose sides are multiples of ``multiple``."""
+    h, w = video.shape[-2:]
+    if h < multiple or w < multiple:
+        raise ValueError(f"crop_to_multiple: {h}x{w} is smaller than one {multiple}x{multiple} block")
+    return center_crop(video, h - h % multiple, w - w % multiple)

@@ -1,29 +1,37 @@
-"""Writing videos (.mp4/.mov h264 via PyAV, .mkv lossless FFV1, .gif via Pillow), images and comparison grids.
+"""Writing videos (.mp4/.mov h264 via PyAV, .mkv lossless FFV1, .gif via Pillow), images, raw frames
+(.npy), comparison grids and clip grids.
 
-Shape letters: t frames, h height, w width, n images; inputs are ``uint8`` RGB.
+Every file goes through :func:`magvit2.files.atomic_write`: an existing output is never replaced by a
+partial one, and outputs get the permissions a plain ``open(path, "w")`` would give.
+
+Shape letters: b clips, t frames, h height, w width, n images; inputs are ``uint8`` RGB
+(``write_clips`` takes float videos in [-1, 1]).
 """
 from __future__ import annotations
 
+import itertools
 import math
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import av
 import numpy as np
+import torch
 from PIL import Image
 
-__all__ = ["frame_rate_fraction", "make_grid", "write_image", "write_video"]
+from magvit2.data.io import fps_to_fraction
+from magvit2.data.transforms import to_uint8
+from magvit2.files import atomic_write
+
+__all__ = ["make_grid", "write_clips", "write_frames", "write_image", "write_video", "VIDEO_OUTPUTS",
+           "IMAGE_OUTPUTS", "FRAMES_OUTPUT"]
 
 _H264_EXTENSIONS = (".mp4", ".mov")
 _LOSSLESS_EXTENSIONS = (".mkv",)
-
-
-def frame_rate_fraction(fps: float) -> Fraction:
-    """A container-friendly rational frame rate (29.97 -> 30000/1001)."""
-    if not fps or fps <= 0 or not math.isfinite(fps):
-        raise ValueError(f"fps must be a positive number, got {fps}")
-    return Fraction(fps).limit_denominator(1001)
+VIDEO_OUTPUTS = (".mp4", ".mov", ".mkv", ".gif")  #: what :func:`write_video` writes
+IMAGE_OUTPUTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")  #: what :func:`write_image` writes
+FRAMES_OUTPUT = ".npy"  #: raw frames, bit-exact
 
 
 def _check_frames(frames: np.ndarray, what: str = "frames") -> np.ndarray:
@@ -42,9 +50,11 @@ def _pad_even(frames: np.ndarray) -> np.ndarray:
 
 
 def write_video(
-    path: str | Path, frames: np.ndarray, fps: float, crf: int = 18, keyframe_interval: int | None = None
+    path: str | Path, frames: np.ndarray | Iterable[np.ndarray], fps: float, crf: int = 18,
+    keyframe_interval: int | None = None,
 ) -> Path:
-    """Write ``uint8 [t, h, w, 3]`` frames; the format follows the extension.
+    """Write ``uint8 [t, h, w, 3]`` frames, or an iterable of such chunks (consumed one at a time, so a
+    stream of any length is written in the memory of one chunk); the format follows the extension.
 
     - ``.mp4`` / ``.mov``: H.264 (libx264, yuv420p, constant quality ``crf``; 0 is
       lossless luma but chroma is still subsampled). Odd heights/widths are padded by
@@ -54,18 +64,18 @@ def write_video(
       index is written at the front of the file (faststart) for streaming.
     - ``.mkv``: FFV1 in RGB (bgr0), lossless (frames read back bit-exactly).
     - ``.gif``: Pillow, a 256-colour palette per frame; GIF stores frame durations in
-      1/100 s, so the frame rate reads back rounded (24 fps -> 25 fps).
+      1/100 s, so the frame rate reads back rounded (24 fps -> 25 fps); a GIF is assembled whole.
     """
     path = Path(path)
-    frames = _check_frames(frames)
-    rate = frame_rate_fraction(fps)
+    chunks = iter([frames] if isinstance(frames, np.ndarray) else frames)
+    first = _check_frames(next(chunks, np.zeros((0, 0, 0, 3), np.uint8)))
+    rate = fps_to_fraction(fps)
     ext = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
     if ext == ".gif":
-        _write_gif(path, frames, fps)
+        with atomic_write(path) as tmp:
+            _write_gif(tmp, np.concatenate([first] + [_check_frames(c) for c in chunks]), float(fps))
         return path
     if ext in _H264_EXTENSIONS:
-        frames = _pad_even(frames)
         codec, pix_fmt, options = "libx264", "yuv420p", {"crf": str(int(crf)), "preset": "medium"}
     elif ext in _LOSSLESS_EXTENSIONS:
         codec, pix_fmt, options = "ffv1", "bgr0", {}
@@ -75,14 +85,20 @@ def write_video(
         if keyframe_interval < 1:
             raise ValueError(f"keyframe_interval must be >= 1, got {keyframe_interval}")
         options["g"] = str(int(keyframe_interval))
-    _, h, w, _ = frames.shape
+    even = ext in _H264_EXTENSIONS
+    _, h, w, _ = (_pad_even(first) if even else first).shape
     container_options = {"movflags": "+faststart"} if ext in _H264_EXTENSIONS else {}
-    with av.open(str(path), mode="w", options=container_options) as container:
+    with atomic_write(path) as tmp, av.open(str(tmp), mode="w", options=container_options) as container:
         stream = container.add_stream(codec, rate=rate, options=options)
         stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
+        for chunk in itertools.chain([first], chunks):
+            chunk = _check_frames(chunk)
+            chunk = _pad_even(chunk) if even else chunk
+            if chunk.shape[1:3] != (h, w):
+                raise ValueError(f"write_video: every chunk needs the first one's size {h}x{w}, got {list(chunk.shape)}")
+            for frame in chunk:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                    container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
     return path
@@ -103,12 +119,44 @@ def write_image(path: str | Path, image: np.ndarray) -> Path:
     image = np.asarray(image)
     if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] == 3)):
         raise ValueError(f"write_image: expected uint8 [h, w, 3] or [h, w], got {image.dtype} {list(image.shape)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        Image.fromarray(image).save(path)
-    except (ValueError, KeyError) as e:
-        raise ValueError(f"write_image: cannot write {path} ({e}); expected a .png, .jpg, .webp or .bmp path") from None
+    if path.suffix.lower() not in IMAGE_OUTPUTS:
+        raise ValueError(f"write_image: cannot write {path}; expected a path ending in one of {IMAGE_OUTPUTS}")
+    with atomic_write(path) as tmp:
+        Image.fromarray(image).save(tmp)
     return path
+
+
+def write_frames(path: str | Path, frames: np.ndarray, fps: float | Fraction = 30) -> Path:
+    """Write ``uint8 [t, h, w, 3]`` frames as the extension says: a video (:data:`VIDEO_OUTPUTS`; ``.mkv``
+    is lossless), ``.npy`` (bit-exact, no frame rate), or an image (:data:`IMAGE_OUTPUTS`; one frame only)."""
+    path = Path(path)
+    frames = _check_frames(frames)
+    ext = path.suffix.lower()
+    if ext in VIDEO_OUTPUTS:
+        return write_video(path, frames, fps=float(fps))
+    if ext == FRAMES_OUTPUT:
+        with atomic_write(path) as tmp:
+            np.save(tmp, frames, allow_pickle=False)
+        return path
+    if ext in IMAGE_OUTPUTS:
+        if frames.shape[0] != 1:
+            raise ValueError(f"{path}: an image holds one frame, got {frames.shape[0]}; write to one of {VIDEO_OUTPUTS}")
+        return write_image(path, frames[0])
+    raise ValueError(f"output {path} must end in one of {VIDEO_OUTPUTS + (FRAMES_OUTPUT,) + IMAGE_OUTPUTS}")
+
+
+def write_clips(path: str | Path, videos: torch.Tensor, fps: float, nrow: int) -> Path:
+    """``videos [b, 3, t, h, w]`` in [-1, 1] as one file: a video whose frames tile the clips side by side
+    (``nrow`` per row; .mp4/.gif/...), or an image with one row of frames per clip (.png/...)."""
+    path = Path(path)
+    clips = to_uint8(videos)  # [b, t, h, w, c]
+    ext = path.suffix.lower()
+    if ext in IMAGE_OUTPUTS:
+        return write_image(path, make_grid([f for clip in clips for f in clip], nrow=clips.shape[1]))
+    if ext in VIDEO_OUTPUTS:
+        frames = np.stack([make_grid(list(clips[:, i]), nrow=nrow) for i in range(clips.shape[1])])
+        return write_video(path, frames, fps=fps)
+    raise ValueError(f"output {path} must end in one of {VIDEO_OUTPUTS + IMAGE_OUTPUTS}")
 
 
 def make_grid(

@@ -77,11 +77,9 @@ class RDReport:
 
 
 def _to_video(frames: np.ndarray) -> Any:
-    import torch
-    from einops import rearrange
+    from magvit2.data.transforms import to_tensor
 
-    x = torch.from_numpy(np.ascontiguousarray(frames)).float()
-    return rearrange(x, "t h w c -> 1 c t h w") / 127.5 - 1.0
+    return to_tensor(frames)[None]  # [1, c, t, h, w]
 
 
 def frame_metrics(reference: np.ndarray, decoded: np.ndarray, use_ms_ssim: bool = True,
@@ -246,7 +244,8 @@ def run_rd(videos: Mapping[str, np.ndarray | str | Path] | Sequence[np.ndarray |
     ``videos``: uint8 ``[t, h, w, 3]`` arrays or video paths, as a list or a ``{name: video}`` mapping.
     ``preset`` applies to every anchor (vvenc knows faster/fast/medium/slow/slower).
     """
-    from magvit2.codec.io import check_frames, read_frames
+    from magvit2.codec.io import check_frames
+    from magvit2.data.io import fps_to_fraction, read_media
 
     for c in codecs:
         if c not in ANCHOR_CODECS:
@@ -261,7 +260,8 @@ def run_rd(videos: Mapping[str, np.ndarray | str | Path] | Sequence[np.ndarray |
     sizes = []
     for name, v in items:
         if isinstance(v, (str, Path)):
-            frames, fps = read_frames(v, max_frames=max_frames)
+            clip = read_media(v, max_frames=max_frames)
+            frames, fps = check_frames(clip.frames), fps_to_fraction(clip.fps or 30)
         else:
             frames, fps = check_frames(v)[:max_frames], Fraction(30)
         sizes.append(frames.shape)

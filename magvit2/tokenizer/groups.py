@@ -16,7 +16,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Group", "plan_groups", "valid_length", "pad_video", "reconstruct_video", "tokenize_groups", "resize_short_side"]
+__all__ = ["Group", "plan_groups", "valid_length", "pad_video", "reconstruct_video", "tokenize_groups"]
 
 
 class Group(NamedTuple):
@@ -78,13 +78,3 @@ def reconstruct_video(tokenizer, video: torch.Tensor, group_frames: int | None =
     for g, tokens in zip(groups, tokenize_groups(tokenizer, video, group_frames)):
         parts.append(tokenizer.decode(tokens)[:, :, : g.length, :h, :w])
     return torch.cat(parts, dim=2).clamp(-1, 1)
-
-
-def resize_short_side(video: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize ``[b, c, t, h, w]`` so the short side is ``size`` (antialiased bicubic, aspect kept)."""
-    b, c, t, h, w = video.shape
-    s = size / min(h, w)
-    nh, nw = max(1, round(h * s)), max(1, round(w * s))
-    x = video.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)  # [(b t), c, h, w]
-    x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False).clamp(-1, 1)
-    return x.reshape(b, t, c, nh, nw).permute(0, 2, 1, 3, 4).contiguous()
