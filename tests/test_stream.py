@@ -11,8 +11,8 @@ import torch
 from magvit2.layers import CausalConv3d
 from magvit2.layers.conv import StreamState
 from magvit2.tokenizer import TokenizerConfig, VideoTokenizer
-from magvit2.tokenizer.groups import pad_video, valid_length
-from magvit2.tokenizer.stream import temporal_receptive_field
+from magvit2.tokenizer.groups import pad_video, reconstruct_video, valid_length
+from magvit2.tokenizer.stream import reconstruct_stream, split_stream, temporal_receptive_field
 
 CONFIGS = {
     "tiny": TokenizerConfig.preset("tiny"),
@@ -128,3 +128,41 @@ def test_receptive_field_matches_gradients(name: str) -> None:
         used = grad.abs().sum(dim=(0, 1, 3, 4)).nonzero().flatten()
         spans.append(int(used.max() - used.min() + 1))
     assert max(spans) == rf.decoder
+
+
+def test_split_stream_cuts_at_segment_boundaries() -> None:
+    x = torch.arange(21.0).view(1, 1, 21, 1, 1)
+    segments = [[c.flatten().tolist() for c in seg] for seg in split_stream(x.split([3, 0, 7, 2, 9], dim=2), 5)]
+    assert [sum(s, []) for s in segments] == [list(range(i, min(i + 5, 21))) for i in range(0, 21, 5)]
+    assert [len(c) for c in segments[0]] == [3, 2] and [len(c) for c in segments[1]] == [5]
+    assert [[c.shape[2] for c in s] for s in split_stream(x.split(8, dim=2), None)] == [[8, 8, 5]]
+
+
+@pytest.mark.parametrize("gop", [None, 9, 6])
+def test_reconstruct_stream_equals_groups(gop: int | None) -> None:
+    """Any size and length, keyframes every ``gop`` frames: the same frames as whole-group reconstruction."""
+    tok = _tokenizer("tiny")
+    video = torch.rand(1, 3, 23, 18, 14, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    streamed = list(reconstruct_stream(tok, video.split([5, 1, 9, 8], dim=2), gop))
+    whole = torch.cat([reconstruct_video(tok, video[:, :, i : i + (gop or 23)], valid_length(gop or 23, 4))
+                       for i in range(0, 23, gop or 23)], dim=2)
+    torch.testing.assert_close(torch.cat(streamed, dim=2), whole, rtol=0, atol=1e-5)
+
+
+def test_reconstruct_stream_holds_a_bounded_number_of_frames() -> None:
+    """1,700 frames through a test-sized tokenizer: frames read but not yet written back stay bounded."""
+    cfg = TokenizerConfig(base_channels=4, channel_multipliers=(1, 1, 1), num_res_blocks=1,
+                          temporal_downsample=(True, True), num_groups=2, bits=4)
+    tok = VideoTokenizer(cfg).eval()
+    read = written = most = 0
+
+    def reader():
+        nonlocal read
+        for _ in range(17):
+            read += 100
+            yield torch.rand(1, 3, 100, 8, 8) * 2 - 1
+
+    for rec in reconstruct_stream(tok, reader(), gop=None):
+        written += rec.shape[2]
+        most = max(most, read - written)
+    assert written == 1700 and most < 110  # one chunk plus the frames of one unfinished latent frame

@@ -36,8 +36,10 @@ import torch
 
 from magvit2.config.tokenizer import TokenizerConfig
 from magvit2.layers.conv import StreamState
+from magvit2.tokenizer.groups import pad_video
 
-__all__ = ["StreamState", "encode_stream", "decode_stream", "ReceptiveField", "temporal_receptive_field"]
+__all__ = ["StreamState", "encode_stream", "decode_stream", "split_stream", "reconstruct_stream", "ReceptiveField",
+           "temporal_receptive_field"]
 
 
 @torch.no_grad()
@@ -91,6 +93,61 @@ def decode_stream(tokenizer, tokens: Iterable[torch.Tensor]) -> Iterator[torch.T
         if idx.shape[1] == 0:
             continue
         yield tokenizer.decoder(tokenizer.quantizer.indices_to_codes(idx, dtype=dtype), state)
+
+
+def split_stream(chunks: Iterable[torch.Tensor], frames: int | None) -> Iterator[Iterator[torch.Tensor]]:
+    """Cut a stream of chunks ``[b, c, t, h, w]`` into consecutive segments of ``frames`` frames (the
+    last may be shorter; ``None``: one segment), each an iterator of chunks. Chunks are split at
+    segment boundaries, never copied; consume each segment before asking for the next."""
+    if frames is not None and frames < 1:
+        raise ValueError(f"segment length must be >= 1 frame, got {frames}")
+    it = (c for c in chunks if c.shape[2])
+    head = next(it, None)
+
+    def segment() -> Iterator[torch.Tensor]:
+        nonlocal head
+        room = frames
+        while head is not None and (room is None or room > 0):
+            c = head
+            if room is not None and c.shape[2] > room:
+                c, head = c[:, :, :room], c[:, :, room:]
+            else:
+                head = next(it, None)
+            room = None if room is None else room - c.shape[2]
+            yield c
+
+    while head is not None:
+        seg = segment()
+        yield seg
+        for _ in seg:  # the consumer stopped early: skip the rest of this segment
+            pass
+
+
+@torch.no_grad()
+def reconstruct_stream(tokenizer, chunks: Iterable[torch.Tensor], gop: int | None = None) -> Iterator[torch.Tensor]:
+    """Encode and decode a video of any length and size as it streams in: chunks ``[b, c, t, h, w]``
+    in, reconstructed chunks of the same total length and size out (a little behind the input).
+
+    Every ``gop`` frames the stream restarts (a keyframe: its first frame is coded alone); ``None``
+    codes the whole video as one causal stream. Frames are replicate-padded to multiples of the
+    spatial factor and cropped back; each segment's end is padded as :func:`encode_stream` says.
+    """
+    f = tokenizer.config.spatial_factor
+    for segment in split_stream(chunks, gop):
+        seen, size = 0, None
+
+        def padded(seg: Iterator[torch.Tensor] = segment) -> Iterator[torch.Tensor]:
+            nonlocal seen, size
+            for c in seg:
+                seen, size = seen + c.shape[2], c.shape[3:]
+                yield pad_video(c, c.shape[2], f)
+
+        done = 0
+        for rec in decode_stream(tokenizer, encode_stream(tokenizer, padded())):
+            rec = rec[:, :, : max(0, seen - done), : size[0], : size[1]]
+            done += rec.shape[2]
+            if rec.shape[2]:
+                yield rec.clamp(-1, 1)
 
 
 class ReceptiveField(NamedTuple):
