@@ -47,9 +47,9 @@ def evaluate_reconstruction(tokenizer, dataset: Dataset, *, max_items: int | Non
         if fvd_acc is not None:
             fvd_acc.update(x, rec)
     out: dict[str, Any] = {k: round(v, 4) for k, v in rec_metrics.compute().items()}
-    usage = code_usage(torch.cat(all_idx), tokenizer.config.bits)
-    out.update(codebook_size=2**tokenizer.config.bits, distinct_codes=int(usage.distinct_codes),
-               codebook_usage=round(int(usage.distinct_codes) / 2**tokenizer.config.bits, 4),
+    usage = code_usage(torch.cat(all_idx), tokenizer.config.token_bits)
+    out.update(codebook_size=tokenizer.config.codebook_size, distinct_codes=int(usage.distinct_codes),
+               codebook_usage=round(int(usage.distinct_codes) / tokenizer.config.codebook_size, 4),
                perplexity=round(float(usage.perplexity), 2), balanced_bits=round(float(usage.balanced_bit_fraction), 3))
     if fid_acc is not None:
         out["fid"] = round(float(fid_acc.compute().distance), 3)

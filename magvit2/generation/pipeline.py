@@ -39,8 +39,8 @@ class VideoGenerator:
     """Class-conditional generation and frame prediction in pixel space."""
 
     def __init__(self, lm: MaskedTokenModel | AutoregressiveTokenModel, tokenizer: VideoTokenizer) -> None:
-        if lm.config.bits != tokenizer.config.bits:
-            raise ValueError(f"language model has {lm.config.bits}-bit tokens, tokenizer {tokenizer.config.bits}-bit")
+        if lm.config.bits != tokenizer.config.token_bits:
+            raise ValueError(f"language model has {lm.config.bits}-bit tokens, tokenizer {tokenizer.config.token_bits}-bit")
         self.lm, self.tokenizer = lm.eval(), tokenizer.eval()
         self.kind = "mlm" if isinstance(lm, MaskedTokenModel) else "ar"
 

@@ -65,7 +65,7 @@ def tokenize_dataset(tokenizer, dataset: Dataset, out_dir: str | Path, *, shard_
         labels_seen = None
         class_names = getattr(getattr(dataset, "listing", None), "class_names", None)
         manifest = {"num_items": n, "num_shards": num_shards, "shard_size": shard_size, "grid": grid,
-                    "bits": tokenizer.config.bits, "class_names": list(class_names) if class_names else labels_seen,
+                    "bits": tokenizer.config.token_bits, "class_names": list(class_names) if class_names else labels_seen,
                     **(info or {})}
         tmp = out / (MANIFEST + ".tmp")
         tmp.write_text(json.dumps(manifest, indent=2))
