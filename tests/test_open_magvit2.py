@@ -195,3 +195,19 @@ def test_cli_convert_then_compress_and_evaluate(tmp_path: Path, capsys) -> None:
     assert main(["eval", "recon", "--model", str(out), "--data", "packaged", "--frames", "1", "--resolution", "32",
                  "--max-items", "2", "-o", str(table)]) == 0
     assert table.is_file()
+
+
+def test_whole_clip_norms_are_not_causal_and_refuse_streams() -> None:
+    from magvit2.tokenizer.stream import encode_stream
+
+    cfg = TokenizerConfig.preset("tiny", adaptive_norm="global-stats-linear", norm_scope="clip", first_frame_phase="first")
+    tok = VideoTokenizer(cfg).eval()
+    assert not cfg.causal
+    video = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+    later = video.clone()
+    later[:, :, 4:] = -later[:, :, 4:]
+    with torch.no_grad():  # a change to the last frame reaches the first frame's latent
+        assert not torch.equal(tok.encode_latent(video)[:, :, 0], tok.encode_latent(later)[:, :, 0])
+    _one_line_error(lambda: list(encode_stream(tok, [video])), "cannot run on a stream")
+    with pytest.raises(ValueError, match="global-stats-linear"):
+        TokenizerConfig.preset("tiny", norm_scope="clip")

@@ -17,10 +17,14 @@ from dataclasses import dataclass, field
 from magvit2.config.base import Config
 from magvit2.quantizers import QuantizerConfig, quantizer_class, token_bits
 
-__all__ = ["QuantizerConfig", "TokenizerConfig", "ADAPTIVE_NORMS"]
+__all__ = ["QuantizerConfig", "TokenizerConfig", "ADAPTIVE_NORMS", "NORM_SCOPES", "FIRST_FRAME_PHASES"]
 
 #: values of ``TokenizerConfig.adaptive_norm``
 ADAPTIVE_NORMS = ("per-block-conv", "global-stats-linear")
+#: values of ``TokenizerConfig.norm_scope``
+NORM_SCOPES = ("frame", "clip")
+#: values of ``TokenizerConfig.first_frame_phase``
+FIRST_FRAME_PHASES = ("last", "first")
 
 
 @dataclass
@@ -57,6 +61,13 @@ class TokenizerConfig(Config):
     latent_norm: bool = True  #: standardise each latent frame (one-group GroupNorm) before LFQ
     resblock_bias: bool = True  #: bias in the residual blocks' convolutions (and 1x1 skips)
     encoder_in_bias: bool = True  #: bias in the encoder's input convolution
+    #: what GroupNorm statistics (and "global-stats-linear" latent statistics) are taken over: "frame"
+    #: (each frame alone: causal, an image is the first frame of a video) or "clip" (the whole clip, as
+    #: Open-MAGVIT2's video tokenizer does: NOT causal, so use clips of ``group_frames`` frames, no streaming)
+    norm_scope: str = "frame"
+    #: which temporal phase of the first latent frame a depth-to-space time upsampler keeps: "last"
+    #: (ours) or "first" (Open-MAGVIT2's video tokenizer); later latent frames keep every phase
+    first_frame_phase: str = "last"
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
 
     def __post_init__(self) -> None:
@@ -74,6 +85,17 @@ class TokenizerConfig(Config):
         self.codebook_size  # the quantizer's own check of its settings against the latent channels
         if self.adaptive_norm not in ADAPTIVE_NORMS:
             raise ValueError(f"adaptive_norm must be one of {ADAPTIVE_NORMS}, got {self.adaptive_norm!r}")
+        if self.norm_scope not in NORM_SCOPES:
+            raise ValueError(f"norm_scope must be one of {NORM_SCOPES}, got {self.norm_scope!r}")
+        if self.norm_scope == "clip" and self.adaptive_norm != "global-stats-linear":
+            raise ValueError('norm_scope "clip" needs adaptive_norm "global-stats-linear"')
+        if self.first_frame_phase not in FIRST_FRAME_PHASES:
+            raise ValueError(f"first_frame_phase must be one of {FIRST_FRAME_PHASES}, got {self.first_frame_phase!r}")
+
+    @property
+    def causal(self) -> bool:
+        """Whether no frame's tokens or reconstruction depend on later frames (streaming needs it)."""
+        return self.norm_scope == "frame"
 
     @property
     def spatial_factor(self) -> int:

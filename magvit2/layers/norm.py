@@ -18,9 +18,18 @@ class FrameGroupNorm(nn.GroupNorm):
     A plain GroupNorm over a video would average over time and leak future
     frames into past ones; normalising each frame separately keeps causality
     and makes an image (t == 1) normalise exactly like the first frame of a video.
+    ``per_frame=False`` is that plain GroupNorm over the whole clip (not causal;
+    Open-MAGVIT2's video tokenizer normalises this way).
     """
 
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True,
+                 per_frame: bool = True) -> None:
+        super().__init__(num_groups, num_channels, eps=eps, affine=affine)
+        self.per_frame = per_frame
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if not self.per_frame:
+            return super().forward(x)
         t = x.shape[2]
         y = super().forward(rearrange(x, "b c t h w -> (b t) c h w"))
         return rearrange(y, "(b t) c h w -> b c t h w", t=t)
@@ -77,13 +86,17 @@ class StatsAdaptiveGroupNorm(nn.Module):
     of ``x`` (``[b, c, t, h, w]``) takes the statistics of the latent frame it is
     built from (:func:`causal_time_index`). On an image this is exactly the
     adaptive GroupNorm of Open-MAGVIT2's decoder (once per decoder stage there).
+    With ``per_frame=False`` both the statistics (over ``t' h' w'``) and the norm
+    cover the whole clip, as in Open-MAGVIT2's video decoder (not causal).
     A fresh module starts as the plain norm (``gamma = 1``, ``beta = 0``).
     """
 
-    def __init__(self, num_groups: int, channels: int, cond_channels: int, eps: float = 1e-6) -> None:
+    def __init__(self, num_groups: int, channels: int, cond_channels: int, eps: float = 1e-6,
+                 per_frame: bool = True) -> None:
         super().__init__()
         self.eps = eps
-        self.norm = FrameGroupNorm(num_groups, channels, eps=eps, affine=False)
+        self.per_frame = per_frame
+        self.norm = FrameGroupNorm(num_groups, channels, eps=eps, affine=False, per_frame=per_frame)
         self.to_scale = nn.Linear(cond_channels, channels)
         self.to_bias = nn.Linear(cond_channels, channels)
         nn.init.zeros_(self.to_scale.weight)
@@ -92,12 +105,16 @@ class StatsAdaptiveGroupNorm(nn.Module):
         nn.init.zeros_(self.to_bias.bias)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        if cond.shape[3] * cond.shape[4] < 2:
-            raise ValueError(f"latent statistics need at least 2 positions per frame, got {tuple(cond.shape[3:])}")
-        flat = rearrange(cond, "b d t h w -> b t d (h w)")
-        std = (flat.var(dim=-1) + self.eps).sqrt()  # [b, t', d]
+        if self.per_frame:
+            flat = rearrange(cond, "b d t h w -> b t d (h w)")
+            idx = causal_time_index(x.shape[2], cond.shape[2], device=cond.device)
+        else:  # one set of statistics for the whole clip, used by every frame
+            flat = rearrange(cond, "b d t h w -> b 1 d (t h w)")
+            idx = torch.zeros(x.shape[2], dtype=torch.long, device=cond.device)
+        if flat.shape[-1] < 2:
+            raise ValueError(f"latent statistics need at least 2 positions, got latent shape {tuple(cond.shape[2:])}")
+        std = (flat.var(dim=-1) + self.eps).sqrt()  # [b, t', d], unbiased variance as in Open-MAGVIT2
         mean = flat.mean(dim=-1)
-        idx = causal_time_index(x.shape[2], cond.shape[2], device=cond.device)
         scale = rearrange(self.to_scale(std).index_select(1, idx), "b t c -> b c t 1 1")
         bias = rearrange(self.to_bias(mean).index_select(1, idx), "b t c -> b c t 1 1")
         return self.norm(x) * scale.to(x.dtype) + bias.to(x.dtype)

@@ -42,10 +42,14 @@ class DepthToSpaceUpsample(nn.Module):
     which the first frame is dropped (it would precede frame 0): ``t -> 2t - 1``,
     so 5 -> 9 -> 17 and 1 -> 1. On a stream (``state`` given) only the first
     non-empty chunk drops that frame: later chunks give ``r_t * t`` frames.
+    ``keep_first_phase=True`` keeps the first temporal phase of the first input
+    frame instead of the last (Open-MAGVIT2's video decoder).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, time: bool, temporal_kernel: int = 3) -> None:
+    def __init__(self, in_channels: int, out_channels: int, time: bool, temporal_kernel: int = 3,
+                 keep_first_phase: bool = False) -> None:
         super().__init__()
+        self.keep_first_phase = keep_first_phase
         self.rt = 2 if time else 1
         self.conv = CausalConv3d(in_channels, out_channels * self.rt * 4, (temporal_kernel, 3, 3))
 
@@ -54,7 +58,7 @@ class DepthToSpaceUpsample(nn.Module):
         x = self.conv(x, state)
         x = rearrange(x, "b (c pt ph pw) t h w -> b c (t pt) (h ph) (w pw)", pt=self.rt, ph=2, pw=2)
         if self.rt > 1 and first:
-            x = x[:, :, self.rt - 1 :]
+            x = torch.cat([x[:, :, :1], x[:, :, self.rt :]], dim=2) if self.keep_first_phase else x[:, :, self.rt - 1 :]
         return x
 
 

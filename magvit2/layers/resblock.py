@@ -22,11 +22,13 @@ class ResBlock(nn.Module):
     per-frame GroupNorm (the encoder's blocks). ``cond`` must already have
     ``x``'s frame count on a stream; ``state`` carries the convolutions' past frames
     from chunk to chunk (see :class:`~magvit2.layers.conv.StreamState`).
-    ``bias=False`` drops the convolutions' biases (Open-MAGVIT2's blocks have none).
+    ``bias=False`` drops the convolutions' biases (Open-MAGVIT2's blocks have none);
+    ``per_frame_norm=False`` normalises over the whole clip (see :class:`FrameGroupNorm`).
     """
 
     def __init__(self, in_channels: int, out_channels: int, temporal_kernel: int = 3,
-                 num_groups: int = 32, cond_channels: int | None = None, bias: bool = True) -> None:
+                 num_groups: int = 32, cond_channels: int | None = None, bias: bool = True,
+                 per_frame_norm: bool = True) -> None:
         super().__init__()
         k = (temporal_kernel, 3, 3)
         g_in, g_out = _groups(num_groups, in_channels), _groups(num_groups, out_channels)
@@ -34,8 +36,8 @@ class ResBlock(nn.Module):
             self.norm1: nn.Module = AdaptiveGroupNorm(g_in, in_channels, cond_channels)
             self.norm2: nn.Module = AdaptiveGroupNorm(g_out, out_channels, cond_channels)
         else:
-            self.norm1 = FrameGroupNorm(g_in, in_channels, eps=1e-6)
-            self.norm2 = FrameGroupNorm(g_out, out_channels, eps=1e-6)
+            self.norm1 = FrameGroupNorm(g_in, in_channels, eps=1e-6, per_frame=per_frame_norm)
+            self.norm2 = FrameGroupNorm(g_out, out_channels, eps=1e-6, per_frame=per_frame_norm)
         self.conditional = bool(cond_channels)
         self.conv1 = CausalConv3d(in_channels, out_channels, k, bias=bias)
         self.conv2 = CausalConv3d(out_channels, out_channels, k, bias=bias)

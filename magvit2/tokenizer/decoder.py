@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from magvit2.config.tokenizer import TokenizerConfig
+from magvit2.errors import UserError
 from magvit2.layers import (AdaptiveGroupNorm, CausalConv3d, DepthToSpaceUpsample, FrameGroupNorm, ResBlock,
                             StatsAdaptiveGroupNorm)
 from magvit2.layers.conv import StreamState
@@ -36,31 +37,36 @@ class Decoder(nn.Module):
     def __init__(self, cfg: TokenizerConfig) -> None:
         super().__init__()
         kt, g, d, bias = cfg.temporal_kernel, cfg.num_groups, cfg.bits, cfg.resblock_bias
-        per_block = cfg.adaptive_norm == "per-block-conv"
+        per_block, per_frame = cfg.adaptive_norm == "per-block-conv", cfg.norm_scope == "frame"
         cond = d if per_block else None
         chans = [cfg.base_channels * m for m in cfg.channel_multipliers]
         c = chans[-1]
         self.conv_in = CausalConv3d(d, c, (kt, 3, 3))
-        self.mid = nn.ModuleList([ResBlock(c, c, kt, g, cond_channels=cond, bias=bias) for _ in range(cfg.num_res_blocks)])
+        self.mid = nn.ModuleList([ResBlock(c, c, kt, g, cond_channels=cond, bias=bias, per_frame_norm=per_frame)
+                                  for _ in range(cfg.num_res_blocks)])
         self.blocks = nn.ModuleList()
         self.ups = nn.ModuleList()
         #: "global-stats-linear": one latent-statistics norm before every stage (empty otherwise)
         self.stage_norms = nn.ModuleList()
         for i in reversed(range(len(chans))):
             if not per_block:
-                self.stage_norms.append(StatsAdaptiveGroupNorm(_groups(g, c), c, d))
+                self.stage_norms.append(StatsAdaptiveGroupNorm(_groups(g, c), c, d, per_frame=per_frame))
             stage = nn.ModuleList()
             for _ in range(cfg.num_res_blocks):
-                stage.append(ResBlock(c, chans[i], kt, g, cond_channels=cond, bias=bias))
+                stage.append(ResBlock(c, chans[i], kt, g, cond_channels=cond, bias=bias, per_frame_norm=per_frame))
                 c = chans[i]
             self.blocks.append(stage)
             if i > 0:
-                self.ups.append(DepthToSpaceUpsample(c, c, time=cfg.temporal_downsample[i - 1], temporal_kernel=kt))
+                self.ups.append(DepthToSpaceUpsample(c, c, time=cfg.temporal_downsample[i - 1], temporal_kernel=kt,
+                                                     keep_first_phase=cfg.first_frame_phase == "first"))
         self.norm_out: nn.Module = (AdaptiveGroupNorm(_groups(g, c), c, d) if per_block
-                                    else FrameGroupNorm(_groups(g, c), c, eps=1e-6))
+                                    else FrameGroupNorm(_groups(g, c), c, eps=1e-6, per_frame=per_frame))
         self.conv_out = CausalConv3d(c, cfg.in_channels, (kt, 3, 3))
+        self.clip_norms = not per_frame
 
     def forward(self, q: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
+        if state is not None and self.clip_norms:
+            raise UserError('a tokenizer with norm_scope "clip" normalises over whole clips and cannot run on a stream')
         if q.shape[2] == 0:
             raise ValueError("the decoder needs at least one latent frame per chunk")
         first = state is None or state.advance(self, q.shape[2]) == 0
@@ -70,7 +76,7 @@ class Decoder(nn.Module):
             x = block(x, cond, state)
         for i, stage in enumerate(self.blocks):
             if len(self.stage_norms):
-                x = self.stage_norms[i](x, cond)
+                x = self.stage_norms[i](x, q if self.clip_norms else cond)  # clip statistics: of the latent itself
             for block in stage:
                 x = block(x, cond, state)
             if i < len(self.ups):
