@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,6 +53,17 @@ def _logged(run: Path) -> dict[int, dict]:
     return {r["step"]: r for r in rows if r["split"] == "train"}
 
 
+def _assert_every_step_finite(logged: dict[int, dict], steps: int, gan_from: int) -> None:
+    """Every logged step of a GAN + R1 run is finite and was taken; R1 ran on the lazy-R1 steps."""
+    assert sorted(logged) == list(range(1, steps + 1))
+    for step, row in logged.items():
+        assert row["skipped"] == 0.0, (step, row)
+        keys = ("loss_g", "recon", "grad_norm_g") + (("loss_d", "grad_norm_d", "r1", "lecam") if step >= gan_from else ())
+        for key in keys:
+            assert isinstance(row[key], float) and math.isfinite(row[key]), (step, key, row[key])
+    assert logged[gan_from]["r1"] > 0  # step 3 is iteration 2: an R1 step (r1_interval=2)
+
+
 def test_each_optimizer_steps_exactly_once_per_iteration(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, steps=5, grad_accum=2)
     tr = TokenizerTrainer(cfg, Clips(), eval_dataset=Clips())
@@ -87,6 +102,11 @@ def test_non_finite_steps_are_skipped_then_abort(tmp_path: Path) -> None:
     assert tr2.skipped_steps == 3
     for k, v in tr2.model.state_dict().items():  # skipped steps changed nothing
         assert torch.equal(v, good[k]), k
+    logged = _logged(tmp_path / "run")
+    assert logged[2]["skipped"] == 0.0 and math.isfinite(logged[2]["recon"])
+    for step in (3, 4):  # logged as skipped, with their own (non-finite) values, not step 2's
+        assert logged[step]["skipped"] == 1.0 and logged[step]["skipped_steps"] == step - 2, logged[step]
+        assert logged[step]["recon"] == "nan" and logged[step]["loss_g"] == "nan", logged[step]
     last = latest_checkpoint(tr2.ckpt_dir)
     assert last is not None and load_checkpoint(last)["step"] == 2
 
@@ -120,10 +140,36 @@ def test_bf16_training_matches_fp32_and_keeps_the_quantizer_fp32(tmp_path: Path)
     (tr, bf16), (_, fp32) = runs["bf16"], runs["fp32"]
     for key in ("recon", "loss_g"):  # step 1: same weights and batch; only the arithmetic differs
         assert abs(bf16[1][key] - fp32[1][key]) <= 0.05 * abs(fp32[1][key]) + 1e-3, (key, bf16[1][key], fp32[1][key])
-    assert all(torch.isfinite(torch.tensor(r["loss_d"])) for r in bf16.values() if "loss_d" in r)
+    _assert_every_step_finite(bf16, steps=4, gan_from=3)
     x = Clips()[0]["video"][None]
     with tr.autocast():
         out = tr.model(x)
     assert out.latent.dtype == torch.bfloat16  # the network ran in bf16 ...
     q = out.quantizer
     assert q.per_sample_entropy.dtype == q.codebook_entropy.dtype == torch.float32  # ... the quantizer did not
+
+
+_FORCED_KERNELS_RUN = """
+import json, sys, torch
+torch.set_num_threads(1)
+sys.path.insert(0, sys.argv[1])
+from test_train_tokenizer import Clips, _cfg, _logged
+from magvit2.train.tokenizer_trainer import TokenizerTrainer
+from pathlib import Path
+tr = TokenizerTrainer(_cfg(Path(sys.argv[2]), steps=4, precision="bf16"), Clips(), eval_dataset=Clips())
+tr.fit()
+print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "onednn": tr.precision.onednn,
+                  "skipped": tr.skipped_steps, "d_steps": tr.d_steps}))
+"""
+
+
+def test_bf16_gan_r1_run_is_finite_with_kernels_for_cpus_without_avx512(tmp_path: Path) -> None:
+    """The same bf16 GAN + R1 run in a process whose ATen and oneDNN kernels are forced to AVX2 (no native bf16)."""
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", _FORCED_KERNELS_RUN, str(Path(__file__).parent), str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["capability"] == "AVX2"  # the forced kernels are really in use
+    assert got["skipped"] == 0 and got["d_steps"] == 2, got
+    _assert_every_step_finite(_logged(tmp_path / "run"), steps=4, gan_from=3)

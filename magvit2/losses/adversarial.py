@@ -18,10 +18,18 @@ Lazy R1 (StyleGAN2, Karras et al. 2020, Sec. 3.1): with ``r1_interval = k`` the
 penalty is evaluated only on steps divisible by ``k`` and multiplied by ``k`` so
 its average strength is unchanged. ``k = 1`` (every step) is the default.
 
+Precision: under bf16 autocast the discriminator's forward passes run in bf16,
+but everything numerically sensitive is fp32: the logits are cast to fp32
+before any loss, LeCam and its averages are fp32, and on R1 steps the real
+branch (forward, input gradient and the double backward through it) runs with
+autocast off, since a squared input gradient of a bf16 network loses most of
+its bits.
+
 Shape letters: b batch.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -249,7 +257,8 @@ class AdversarialLoss(nn.Module):
         """
         use_r1 = self.r1_due(step)
         real = real.detach().requires_grad_(use_r1)
-        logits_real = disc(real)
+        with torch.autocast(real.device.type, enabled=False) if use_r1 else contextlib.nullcontext():
+            logits_real = disc(real.float() if use_r1 else real)  # fp32 on R1 steps (see the module docstring)
         logits_fake = disc(fake.detach())
         adv = discriminator_loss(logits_real, logits_fake, self.cfg.loss_type)
         zero = adv.new_zeros(())

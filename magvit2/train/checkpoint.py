@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from magvit2.config.serialization import CheckpointError
+
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "rng_state", "set_rng_state"]
 
 
@@ -73,4 +75,4 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         # only load training checkpoints you wrote yourself.
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as e:  # noqa: BLE001
-        raise ValueError(f"{path} is not a readable magvit2 training checkpoint ({e.__class__.__name__})") from None
+        raise CheckpointError(f"{path} is not a readable magvit2 training checkpoint ({e.__class__.__name__})") from e

@@ -14,8 +14,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from magvit2.config.base import ConfigError
+
 __all__ = ["DistInfo", "init_distributed", "cleanup", "all_reduce_mean", "mean_across_ranks",
-           "barrier", "wrap_model", "broadcast_object", "is_sharded", "is_dtensor", "full_tensor", "model_state",
+           "barrier", "wrap_model", "broadcast_object", "gather_objects", "is_sharded", "is_dtensor", "full_tensor", "model_state",
            "load_model_state", "optimizer_state", "load_optimizer_state"]
 
 
@@ -42,7 +44,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
     """
     use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
     if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but CUDA is not available")
+        raise ConfigError("device 'cuda' requested but CUDA is not available")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -99,6 +101,15 @@ def broadcast_object(obj: object) -> object:
     return box[0]
 
 
+def gather_objects(obj: object) -> list[object]:
+    """Every rank's ``obj`` in rank order (a collective; ``[obj]`` when single-process)."""
+    if not _active():
+        return [obj]
+    box: list[object] = [None] * dist.get_world_size()
+    dist.all_gather_object(box, obj)
+    return box
+
+
 #: module classes that FSDP2 shards as their own unit (the rest is sharded with the root)
 SHARD_UNITS = ("ResBlock", "Block")
 
@@ -120,7 +131,7 @@ def wrap_model(model: nn.Module, info: DistInfo, strategy: str = "ddp") -> nn.Mo
                 fully_shard(m)
         fully_shard(model)
         return model
-    raise ValueError(f"unknown parallel strategy {strategy!r}; expected 'ddp', 'fsdp' or 'none'")
+    raise ConfigError(f"unknown parallel strategy {strategy!r}; expected 'ddp', 'fsdp' or 'none'")
 
 
 # ----- FSDP2-aware state: full (unsharded) tensors whatever the strategy -----------------------------------

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from magvit2.config.base import ConfigError
 from magvit2.data.tokens import TokenDataset
 from magvit2.generation.losses import ar_loss, mlm_loss
 from magvit2.generation.masking import frame_context_mask
@@ -21,6 +22,9 @@ from magvit2.train.schedule import warmup_cosine
 
 __all__ = ["LMTrainer"]
 
+#: Seed of the masks drawn for evaluation, so eval losses of different steps are comparable.
+EVAL_MASK_SEED = 1234
+
 
 class LMTrainer(Trainer):
     cfg: LMTrainConfig
@@ -28,18 +32,18 @@ class LMTrainer(Trainer):
     def __init__(self, cfg: LMTrainConfig, dataset: Dataset | None = None) -> None:
         if dataset is None:
             if not cfg.tokens:
-                raise ValueError("no token data: set tokens=DIR (written by `magvit2 tokenize`)")
+                raise ConfigError("no token data: set tokens=DIR (written by `magvit2 tokenize`)")
             dataset = TokenDataset(cfg.tokens)
         grid = tuple(dataset[0]["tokens"].shape)
         if grid != tuple(cfg.model.grid):
-            raise ValueError(f"token grid {grid} does not match model.grid {tuple(cfg.model.grid)}")
+            raise ConfigError(f"token grid {grid} does not match model.grid {tuple(cfg.model.grid)}")
         super().__init__(cfg, dataset)
 
     def setup(self) -> None:
         cfg = self.cfg
         self.model = build_lm(cfg.model, cfg.kind).to(self.device).train()
         self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None  # before sharding: whole weights
-        self.net = dist_utils.wrap_model(self.model, self.info, cfg.parallel)  # before the optimizer (FSDP2)
+        self.wrapped_model = dist_utils.wrap_model(self.model, self.info, cfg.parallel)  # before the optimizer (FSDP2)
         o = cfg.optim
         decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2 and "embed" not in n]
         no_decay = [p for n, p in self.model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
@@ -68,29 +72,23 @@ class LMTrainer(Trainer):
     def train_step(self, micro_batches: list[dict[str, Any]]) -> dict[str, float] | None:
         n = len(micro_batches)
         losses, accs = [], []
+        net = self.wrapped_model
         for i, batch in enumerate(micro_batches):
-            sync = self.net.no_sync() if hasattr(self.net, "no_sync") and not self.is_last_micro_batch(i) else nullcontext()
+            sync = net.no_sync() if hasattr(net, "no_sync") and not self.is_last_micro_batch(i) else nullcontext()
             with sync, self.autocast():
-                out = self._loss(self.net, batch)
+                out = self._loss(net, batch)
             (out.loss / n).backward() if torch.isfinite(out.loss) else None
             losses.append(out.loss.detach())
             accs.append(float(out.token_accuracy))
         loss = torch.stack(losses).mean()
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        clip = self.cfg.optim.grad_clip
-        gnorm = dist_utils.full_tensor(torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf")))
-        if not self.all_finite(loss, gnorm):
-            self.opt.zero_grad(set_to_none=True)
-            self.record_bad_step(f"loss {float(loss):.4g}, grad norm {float(gnorm):.4g}")
-            return None
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
-        self.sched.step()
-        if self.ema is not None:
-            self.ema.update(self.model)
-        self.record_good_step()
-        return {"loss": float(loss), "token_accuracy": sum(accs) / n, "grad_norm": float(gnorm),
-                "lr": self.sched.get_last_lr()[0]}
+        step = self.optimizer_step(self.opt, self.sched, self.model.parameters(), loss, self.cfg.optim.grad_clip, "loss")
+        logs = {"loss": float(loss), "token_accuracy": sum(accs) / n, "grad_norm": float(step.grad_norm),
+                "lr": self.sched.get_last_lr()[0], "skipped": 0.0 if step.taken else 1.0}
+        if step.taken:
+            if self.ema is not None:
+                self.ema.update(self.model)
+            self.record_good_step()
+        return logs
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -100,8 +98,8 @@ class LMTrainer(Trainer):
         k = min(self.cfg.eval_batch, len(self.dataset))
         batch = {"tokens": torch.stack([self.dataset[i]["tokens"] for i in range(k)]).to(self.device),
                  "label": torch.tensor([self.dataset[i]["label"] for i in range(k)], device=self.device)}
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(1234)
+        with torch.random.fork_rng(devices=[]):  # the same masks at every evaluation, training's stream untouched
+            torch.manual_seed(EVAL_MASK_SEED)
             out = self._loss(model, batch)
         model.train(was)
         return {"loss": float(out.loss), "token_accuracy": float(out.token_accuracy)}

@@ -13,13 +13,15 @@ from typing import Iterator
 import torch
 from torch.utils.data import Sampler
 
+from magvit2.errors import UserError
+
 __all__ = ["ResumableSampler"]
 
 
 class ResumableSampler(Sampler[int]):
     def __init__(self, size: int, seed: int = 0, rank: int = 0, world_size: int = 1, shuffle: bool = True) -> None:
         if size < 1:
-            raise ValueError("the dataset is empty; expected at least one sample")
+            raise UserError("the dataset is empty; expected at least one sample")
         self.size, self.seed, self.rank, self.world, self.shuffle = size, seed, rank, world_size, shuffle
         self.epoch = 0
         self.skip = 0

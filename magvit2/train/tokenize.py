@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from magvit2.data.tokens import MANIFEST, shard_name
+from magvit2.errors import UserError
 from magvit2.train import distributed as dist_utils
 
 __all__ = ["tokenize_dataset"]
@@ -32,7 +33,7 @@ def tokenize_dataset(tokenizer, dataset: Dataset, out_dir: str | Path, *, shard_
     out.mkdir(parents=True, exist_ok=True)
     n = len(dataset)
     if n == 0:
-        raise ValueError("the dataset is empty; nothing to tokenize")
+        raise UserError("the dataset is empty; nothing to tokenize")
     num_shards = -(-n // shard_size)
     mine = [k for k in range(num_shards) if k % world_size == rank and not (out / shard_name(k)).is_file()]
     bar = None
@@ -63,9 +64,10 @@ def tokenize_dataset(tokenizer, dataset: Dataset, out_dir: str | Path, *, shard_
         if grid is None:  # everything was already done: probe one item for the grid
             grid = list(tokenizer.encode(dataset[0]["video"][None].to(device)).shape[1:])
         labels_seen = None
-        class_names = getattr(getattr(dataset, "listing", None), "class_names", None)
+        class_names = getattr(dataset, "class_names", None) or getattr(getattr(dataset, "listing", None), "class_names", None)
         manifest = {"num_items": n, "num_shards": num_shards, "shard_size": shard_size, "grid": grid,
                     "bits": tokenizer.config.token_bits, "class_names": list(class_names) if class_names else labels_seen,
+                    "num_classes": len(class_names) if class_names else None,
                     **(info or {})}
         tmp = out / (MANIFEST + ".tmp")
         tmp.write_text(json.dumps(manifest, indent=2))

@@ -65,8 +65,9 @@ class TokenizerTrainer(Trainer):
         self.loss = TokenizerLoss(cfg.loss).to(self.device)
         self.loss.prepare(self.device)
         self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None  # before sharding: whole weights
-        self.g = dist_utils.wrap_model(self.model, self.info, cfg.parallel)
-        self.d = dist_utils.wrap_model(self.disc, self.info, cfg.parallel)
+        # DDP / FSDP2 wrappers used for the forward passes; self.model and self.disc stay the plain modules
+        self.wrapped_model = dist_utils.wrap_model(self.model, self.info, cfg.parallel)
+        self.wrapped_disc = dist_utils.wrap_model(self.disc, self.info, cfg.parallel)
         self.opt_g, self.sched_g = _adam(self.model.parameters(), cfg.optim, cfg.steps)  # after: FSDP2 swaps params
         self.opt_d, self.sched_d = _adam(self.disc.parameters(), cfg.disc_optim, cfg.steps)
         self.d_steps = 0  # discriminator optimizer steps taken (one per iteration once the GAN is on)
@@ -84,12 +85,6 @@ class TokenizerTrainer(Trainer):
             return module.no_sync()
         return contextlib.nullcontext()
 
-    def _clip_and_check(self, params, clip: float) -> torch.Tensor:
-        params = [p for p in params if p.grad is not None]
-        if clip > 0:
-            return dist_utils.full_tensor(torch.nn.utils.clip_grad_norm_(params, clip))
-        return torch.sqrt(sum(dist_utils.full_tensor((p.grad.float() ** 2).sum()) for p in params))
-
     def train_step(self, micro_batches: list[dict[str, Any]]) -> dict[str, float] | None:
         cfg, step = self.cfg, self.step
         n = len(micro_batches)
@@ -100,53 +95,45 @@ class TokenizerTrainer(Trainer):
         fakes, logs, losses = [], {}, []
         for i, batch in enumerate(micro_batches):
             x = batch["video"]
-            with self._sync(self.g, i), self.autocast():
-                out = self.g(x, entropy_weight=ent_w)
-                g = self.loss.generator(x, out, step, disc=self.disc if gan_on else None)
-            (g.loss / n).backward() if torch.isfinite(g.loss) else None
-            losses.append(g.loss.detach())
+            with self._sync(self.wrapped_model, i), self.autocast():
+                out = self.wrapped_model(x, entropy_weight=ent_w)
+                g_loss = self.loss.generator(x, out, step, disc=self.disc if gan_on else None)
+            (g_loss.loss / n).backward() if torch.isfinite(g_loss.loss) else None
+            losses.append(g_loss.loss.detach())
             fakes.append(out.reconstruction.detach())
             for k in ("recon", "perceptual", "adversarial", "quantizer"):
-                logs[k] = logs.get(k, 0.0) + float(getattr(g, k)) / n
+                logs[k] = logs.get(k, 0.0) + float(getattr(g_loss, k)) / n
             logs.update({k: float(v.detach()) for k, v in out.quantizer.metrics.items()})  # whatever it reports
         self.disc.requires_grad_(True)
         loss_g = torch.stack(losses).mean()
-        gnorm = self._clip_and_check(self.model.parameters(), cfg.optim.grad_clip)
-        if not self.all_finite(loss_g, gnorm):
-            self.opt_g.zero_grad(set_to_none=True)
-            self.record_bad_step(f"generator loss {float(loss_g):.4g}, grad norm {float(gnorm):.4g}")
-            return None
-        self.opt_g.step()
-        self.opt_g.zero_grad(set_to_none=True)
-        self.sched_g.step()
+        g_step = self.optimizer_step(self.opt_g, self.sched_g, self.model.parameters(), loss_g,
+                                     cfg.optim.grad_clip, "generator loss")
+        logs.update(loss_g=float(loss_g), grad_norm_g=float(g_step.grad_norm), lr=self.sched_g.get_last_lr()[0],
+                    entropy_weight=ent_w)
+        if not g_step.taken:
+            return {**logs, "skipped": 1.0}
         self.g_steps += 1
         if self.ema is not None:
             self.ema.update(self.model)
-        logs.update(loss_g=float(loss_g), grad_norm_g=float(gnorm), lr=self.sched_g.get_last_lr()[0],
-                    entropy_weight=ent_w)
         # --- discriminator: exactly one step per iteration once the GAN is on ---
         if gan_on:
             d_losses = []
             for i, (batch, fake) in enumerate(zip(micro_batches, fakes)):
-                with self._sync(self.d, i), self.autocast():
-                    d = self.loss.discriminator(self.d, batch["video"], fake, step)
-                (d.loss / n).backward() if torch.isfinite(d.loss) else None
-                d_losses.append(d.loss.detach())
-                logs.update(logit_real=float(d.logits_real), logit_fake=float(d.logits_fake),
-                            lecam=float(d.lecam), r1=float(d.r1))
+                with self._sync(self.wrapped_disc, i), self.autocast():
+                    d_loss = self.loss.discriminator(self.wrapped_disc, batch["video"], fake, step)
+                (d_loss.loss / n).backward() if torch.isfinite(d_loss.loss) else None
+                d_losses.append(d_loss.loss.detach())
+                logs.update(logit_real=float(d_loss.logits_real), logit_fake=float(d_loss.logits_fake),
+                            lecam=float(d_loss.lecam), r1=float(d_loss.r1))
             loss_d = torch.stack(d_losses).mean()
-            dnorm = self._clip_and_check(self.disc.parameters(), cfg.disc_optim.grad_clip)
-            if not self.all_finite(loss_d, dnorm):
-                self.opt_d.zero_grad(set_to_none=True)
-                self.record_bad_step(f"discriminator loss {float(loss_d):.4g}")
-                return None
-            self.opt_d.step()
-            self.opt_d.zero_grad(set_to_none=True)
-            self.sched_d.step()
+            d_step = self.optimizer_step(self.opt_d, self.sched_d, self.disc.parameters(), loss_d,
+                                         cfg.disc_optim.grad_clip, "discriminator loss")
+            logs.update(loss_d=float(loss_d), grad_norm_d=float(d_step.grad_norm))
+            if not d_step.taken:
+                return {**logs, "skipped": 1.0}
             self.d_steps += 1
-            logs.update(loss_d=float(loss_d), grad_norm_d=float(dnorm))
         self.record_good_step()
-        return logs
+        return {**logs, "skipped": 0.0}
 
     # ----- evaluation ----------------------------------------------------------
     def _eval_videos(self) -> torch.Tensor:
@@ -215,9 +202,4 @@ class TokenizerTrainer(Trainer):
         if sharded:  # save a plain copy
             model = VideoTokenizer(self.cfg.model)
             model.load_state_dict(state)
-        hook = model.quantizer.reduce_hook
-        model.quantizer.reduce_hook = None
-        try:
-            return model.save_pretrained(self.out_dir / "export")
-        finally:
-            model.quantizer.reduce_hook = hook
+        return model.save_pretrained(self.out_dir / "export")
