@@ -240,7 +240,7 @@ class RangeReader:
             else:  # a family with one row of probabilities per symbol
                 s = np.asarray(self._dec.decode(model, probabilities), dtype=np.int32)
                 self._shadow.encode(s, model, probabilities)
-        except (ValueError, RuntimeError) as e:  # constriction reports invalid streams this way
+        except (ValueError, RuntimeError, AssertionError) as e:  # how constriction reports invalid streams
             raise CodecError(f"payload does not decode ({type(e).__name__}: {(str(e).splitlines() or [''])[0]})") from e
         return s.astype(np.int64)
 
