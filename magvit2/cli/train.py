@@ -30,6 +30,10 @@ def run(args: argparse.Namespace) -> int:
         from magvit2.train.lm_config import LMTrainConfig as Cfg
         from magvit2.train.lm_trainer import LMTrainer as T
     cfg = Cfg.load(args.config, args.overrides)
+    if args.what == "lm":  # grid, bits and classes come from the tokens' manifest unless overridden
+        from magvit2.train.lm_config import config_from_tokens
+
+        cfg = config_from_tokens(cfg, args.overrides)
     trainer = T(cfg)
     try:
         if not args.no_resume or args.resume_from:

@@ -1,13 +1,18 @@
 """Typed config for training the token language models (masked or autoregressive)."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from magvit2.config.base import ConfigError
 from magvit2.generation.config import LMConfig
 from magvit2.train.config import OptimConfig, RunConfig
 
-__all__ = ["LMTrainConfig"]
+__all__ = ["LMTrainConfig", "config_from_tokens"]
+
+#: what a token manifest says about the model that reads its tokens: manifest key -> LMConfig field
+MANIFEST_FIELDS = {"grid": "grid", "bits": "bits", "num_classes": "num_classes"}
 
 
 @dataclass
@@ -28,6 +33,34 @@ class LMTrainConfig(RunConfig):
             raise ConfigError(f"kind must be 'mlm' or 'ar', got {self.kind!r}")
         if not 0.0 <= self.context_prob <= 1.0:
             raise ConfigError(f"context_prob must be in [0, 1], got {self.context_prob}")
+
+
+def config_from_tokens(cfg: LMTrainConfig, explicit: Iterable[str] = ()) -> LMTrainConfig:
+    """``cfg`` with ``model.grid``, ``model.bits`` and ``model.num_classes`` taken from the manifest of
+    ``cfg.tokens`` (facts travel with the data). Fields named in ``explicit`` (e.g. the ``model.grid``
+    of a ``model.grid=[5,8,8]`` override) are the user's: they must agree with the manifest, else a
+    one-line ConfigError. A manifest without ``num_classes`` leaves that field alone."""
+    from magvit2.data.tokens import read_manifest
+
+    if not cfg.tokens:
+        return cfg
+    manifest = read_manifest(cfg.tokens)
+    explicit = {k.split("=", 1)[0].strip() for k in explicit}
+    changes = {}
+    for key, name in MANIFEST_FIELDS.items():
+        value = manifest.get(key)
+        if value is None:
+            continue
+        value = tuple(value) if isinstance(value, list) else value
+        mine = getattr(cfg.model, name)
+        if f"model.{name}" in explicit:
+            if mine != value:
+                raise ConfigError(f"model.{name}={list(mine) if isinstance(mine, tuple) else mine} conflicts with the "
+                                  f"tokens in {cfg.tokens} ({key} {list(value) if isinstance(value, tuple) else value}); "
+                                  f"drop the setting or tokenize again")
+        elif mine != value:
+            changes[name] = value
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **changes)) if changes else cfg
 
 
 @LMTrainConfig.register_preset("tiny")
