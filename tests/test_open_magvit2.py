@@ -164,6 +164,7 @@ def test_checkpoint_with_python_objects_is_refused(tmp_path: Path) -> None:
 
 # ----- command line on real frames ---------------------------------------------------------------------
 def test_cli_convert_then_compress_and_evaluate(tmp_path: Path, capsys) -> None:
+    from magvit2.codec import FILE_EXTENSION
     from magvit2.data.packaged import packaged_split
 
     ckpt = tmp_path / "imagenet_128_L.ckpt"
@@ -185,7 +186,7 @@ def test_cli_convert_then_compress_and_evaluate(tmp_path: Path, capsys) -> None:
     assert not (tmp_path / "y").exists()
 
     clip = packaged_split("test", "videos")[0]  # carphone: real frames
-    coded, frames = tmp_path / "c.m2v", tmp_path / "c.npy"
+    coded, frames = tmp_path / f"c{FILE_EXTENSION}", tmp_path / "c.npy"
     assert main(["compress", str(clip), "-o", str(coded), "--model", str(out), "--max-frames", "3", "--size", "32"]) == 0
     assert main(["decompress", str(coded), "-o", str(frames), "--model", str(out)]) == 0
     import numpy as np

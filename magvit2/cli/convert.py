@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 
 SOURCES = ("open-magvit2",)
@@ -37,10 +37,10 @@ def run(args: argparse.Namespace) -> int:
         raise FileExistsError(f"output {out} already exists; choose a new directory")
     model = from_open_magvit2(args.checkpoint, ema=args.ema, layout=args.layout)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = out.parent / f".{out.name}.{secrets.token_hex(4)}.tmp"
+    tmp.mkdir()  # mode 0o777 minus the umask, like any new directory
     try:
         model.save_pretrained(tmp)
-        os.chmod(tmp, 0o777 & ~_umask())
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.replace(tmp, out)
@@ -48,12 +48,9 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     cfg = model.config
     n = sum(p.numel() for p in model.parameters())
-    print(f"{args.checkpoint} ({'EMA' if args.ema else 'raw'} weights) -> {out}: {cfg.spatial_factor}x down, "
-          f"2^{cfg.bits} codes, channel multipliers {list(cfg.channel_multipliers)}, {n / 1e6:.1f}M parameters")
+    kind = "image" if cfg.temporal_kernel == 1 else ("video" if cfg.causal else "video, whole-clip norms")
+    print(f"{args.checkpoint} ({'EMA' if args.ema else 'raw'} weights) -> {out}: {kind}, "
+          f"{cfg.temporal_factor}x{cfg.spatial_factor}x{cfg.spatial_factor} down, 2^{cfg.bits} codes, "
+          f"channel multipliers {list(cfg.channel_multipliers)}, {n / 1e6:.1f}M parameters")
     return 0
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -5,7 +5,7 @@
 
 Their tokenizer is a 2D CNN with lookup-free quantization. It is hosted by
 :class:`~magvit2.tokenizer.model.VideoTokenizer` with ``temporal_kernel=1`` and the
-variant fields of :class:`~magvit2.config.tokenizer.TokenizerConfig` that describe it
+variant fields of :class:`~magvit2.tokenizer.config.TokenizerConfig` that describe it
 (:func:`open_magvit2_config`):
 
 - ``adaptive_norm="global-stats-linear"``: their decoder's blocks use plain GroupNorm and
@@ -47,7 +47,7 @@ from typing import Callable
 import torch
 from einops import rearrange
 
-from magvit2.config.tokenizer import TokenizerConfig
+from magvit2.tokenizer.config import TokenizerConfig
 from magvit2.tokenizer.model import CheckpointError, VideoTokenizer
 
 __all__ = ["LAYOUTS", "open_magvit2_config", "load_checkpoint_state", "from_open_magvit2",
@@ -243,7 +243,10 @@ def _infer_config(chosen: Mapping[str, torch.Tensor], ema: bool, layout: str | N
     else:
         mults = tuple(_lookup(chosen, f"encoder.down.{i}.block.0.conv1{conv}.weight", ema).shape[0] // base
                       for i in range(levels))
-    return open_magvit2_config(mults, base_channels=base, num_res_blocks=blocks, bits=bits, video=video)
+    try:
+        return open_magvit2_config(mults, base_channels=base, num_res_blocks=blocks, bits=bits, video=video)
+    except ValueError as e:  # shapes that no Open-MAGVIT2 tokenizer has (e.g. 0 or 100 latent channels)
+        raise CheckpointError(f"the checkpoint's shapes give no valid tokenizer ({_first_line(e)})") from None
 
 
 # ----- conversion ----------------------------------------------------------------------------------------
