@@ -4,6 +4,14 @@ A token directory holds ``shard_XXXXX.safetensors`` files, each with
 ``tokens`` (int32 ``[n, t', h', w']``) and ``labels`` (int64 ``[n]``), and a
 ``manifest.json`` describing the tokenizer, grid and bits. Shards are written
 atomically, so a shard file that exists is complete.
+
+Token directories may come from elsewhere, so the reader trusts nothing: the
+manifest must be a small JSON object with well-typed fields, the shards must be
+exactly the ones it lists, and each shard's tensor names, dtypes and shapes are
+checked from its safetensors header before any data is read (safetensors itself
+refuses a file its header does not cover exactly, and no tensor can be larger
+than the file holding it). Token ids must lie in ``[0, 2**bits)``. Anything
+else is a one-line :class:`TokenDataError`.
 """
 from __future__ import annotations
 
@@ -12,40 +20,101 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
-__all__ = ["TokenDataset", "read_manifest", "MANIFEST", "shard_name"]
+from magvit2.errors import UserError
+
+__all__ = ["TokenDataset", "TokenDataError", "read_manifest", "MANIFEST", "shard_name"]
 
 MANIFEST = "manifest.json"
+MAX_MANIFEST_BYTES = 1 << 20  #: a manifest is a few hundred bytes; refuse anything past 1 MiB unread
+MAX_SHARDS = 1 << 20
+_INT_DTYPES = {"I8", "I16", "I32", "I64", "U8", "U16", "U32"}
+
+
+class TokenDataError(UserError):
+    """A token directory (``magvit2 tokenize`` output) is missing, inconsistent or damaged."""
 
 
 def shard_name(k: int) -> str:
     return f"shard_{k:05d}.safetensors"
 
 
+def _is_int(x: Any, low: int, high: int) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and low <= x <= high
+
+
 def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """The checked manifest of a token directory: ``num_shards``, ``grid`` (t', h', w') and ``bits`` at least."""
     path = Path(directory) / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"{directory} is not a token directory: {MANIFEST} missing (run `magvit2 tokenize` first)")
-    return json.loads(path.read_text())
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise TokenDataError(f"{path}: {path.stat().st_size} bytes is too large for a manifest (at most {MAX_MANIFEST_BYTES})")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TokenDataError(f"{path} is not valid JSON ({e})") from e
+    if not isinstance(manifest, dict):
+        raise TokenDataError(f"{path}: expected a JSON object, got {type(manifest).__name__}")
+    grid = manifest.get("grid")
+    if not _is_int(manifest.get("num_shards"), 1, MAX_SHARDS):
+        raise TokenDataError(f"{path}: num_shards must be an integer in [1, {MAX_SHARDS}], got {manifest.get('num_shards')!r}")
+    if not isinstance(grid, list) or len(grid) != 3 or not all(_is_int(x, 1, 1 << 16) for x in grid):
+        raise TokenDataError(f"{path}: grid must be three integers in [1, 65536] (t', h', w'), got {grid!r}")
+    if not _is_int(manifest.get("bits"), 1, 62):
+        raise TokenDataError(f"{path}: bits must be an integer in [1, 62], got {manifest.get('bits')!r}")
+    if "num_items" in manifest and not _is_int(manifest["num_items"], 0, 1 << 40):
+        raise TokenDataError(f"{path}: num_items must be a non-negative integer, got {manifest['num_items']!r}")
+    return manifest
+
+
+def _check_shard(path: Path, grid: tuple[int, ...]) -> int:
+    """Names, dtypes and shapes of one shard from its header alone; returns its number of items."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            keys = set(f.keys())
+            if keys != {"tokens", "labels"}:
+                raise TokenDataError(f"{path}: expected tensors 'tokens' and 'labels', got {sorted(keys)}")
+            tokens, labels = f.get_slice("tokens"), f.get_slice("labels")
+            t_shape, l_shape = tuple(tokens.get_shape()), tuple(labels.get_shape())
+            dtypes = (tokens.get_dtype(), labels.get_dtype())
+    except SafetensorError as e:
+        raise TokenDataError(f"{path} is not a readable safetensors file ({e})") from e
+    if not set(dtypes) <= _INT_DTYPES:
+        raise TokenDataError(f"{path}: tokens and labels must be integers, got {dtypes[0]} and {dtypes[1]}")
+    if t_shape[1:] != grid or len(l_shape) != 1 or l_shape[0] != t_shape[0]:
+        raise TokenDataError(f"{path}: tokens {list(t_shape)} and labels {list(l_shape)} do not match "
+                             f"the manifest's grid {list(grid)} ([n, {', '.join(map(str, grid))}] and [n] expected)")
+    return t_shape[0]
 
 
 class TokenDataset(Dataset):
-    """All shards of a token directory in memory: items ``{"tokens": [t', h', w'] int64, "label": int, "index": int}``."""
+    """All shards of a token directory in memory: items ``{"tokens": [t', h', w'] int64, "label": int, "index": int}``.
+
+    Raises :class:`TokenDataError` for a directory whose shards do not match its manifest.
+    """
 
     def __init__(self, directory: str | Path) -> None:
         self.dir = Path(directory)
         self.manifest = read_manifest(self.dir)
+        expected = [self.dir / shard_name(k) for k in range(self.manifest["num_shards"])]
         shards = sorted(self.dir.glob("shard_*.safetensors"))
-        if len(shards) != self.manifest["num_shards"]:
-            raise ValueError(f"{self.dir}: manifest lists {self.manifest['num_shards']} shards, found {len(shards)}")
+        if shards != expected:
+            raise TokenDataError(f"{self.dir}: manifest lists {len(expected)} shards "
+                                 f"({expected[0].name} .. {expected[-1].name}), found {len(shards)}")
+        grid = self.grid
+        counts = [_check_shard(p, grid) for p in shards]  # every header before any data is read
+        if "num_items" in self.manifest and sum(counts) != self.manifest["num_items"]:
+            raise TokenDataError(f"{self.dir}: shards hold {sum(counts)} items, the manifest says {self.manifest['num_items']}")
         parts = [load_file(str(p)) for p in shards]
         self.tokens = torch.cat([p["tokens"] for p in parts]).long()
         self.labels = torch.cat([p["labels"] for p in parts]).long()
-        grid = tuple(self.manifest["grid"])
-        if tuple(self.tokens.shape[1:]) != grid:
-            raise ValueError(f"{self.dir}: tokens have grid {tuple(self.tokens.shape[1:])}, manifest says {grid}")
+        if self.tokens.numel() and (int(self.tokens.min()) < 0 or int(self.tokens.max()) >= 2**self.bits):
+            raise TokenDataError(f"{self.dir}: token ids must lie in [0, 2**{self.bits}), got "
+                                 f"[{int(self.tokens.min())}, {int(self.tokens.max())}]")
 
     @property
     def grid(self) -> tuple[int, int, int]:
