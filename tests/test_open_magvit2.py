@@ -212,3 +212,21 @@ def test_whole_clip_norms_are_not_causal_and_refuse_streams() -> None:
     _one_line_error(lambda: list(encode_stream(tok, [video])), "cannot run on a stream")
     with pytest.raises(ValueError, match="global-stats-linear"):
         TokenizerConfig.preset("tiny", norm_scope="clip")
+
+
+def test_inflated_open_magvit2_variants_stream_exactly() -> None:
+    """The image variants (latent-statistics norms, no biases, no latent norm) stay causal: streamed = whole."""
+    image = from_open_magvit2(Reference("128").state_dict(), ema=False)
+    video_cfg = dataclasses.replace(image.config, temporal_kernel=3, temporal_downsample=(False, True, True))
+    tok = inflate_tokenizer(image, video_cfg).eval()
+    with torch.no_grad():  # inflation zeroes the earlier temporal taps: make them matter
+        for p in tok.parameters():
+            if p.ndim == 5 and p.shape[2] > 1:
+                p[:, :, :-1].normal_(0, 0.02)
+    video = torch.rand(1, 3, 9, 16, 16, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    whole = tok.encode(video)
+    for sizes in ([1] * 9, [2, 3, 4]):
+        assert torch.equal(torch.cat(list(tok.encode_stream(video.split(sizes, dim=2))), dim=1), whole), sizes
+    ref = tok.decode(whole)
+    parts = list(tok.decode_stream(whole.split([1, 2], dim=1)))
+    assert (torch.cat(parts, dim=2) - ref).abs().max() <= 1e-4
