@@ -1,5 +1,5 @@
 """magvit2: MAGVIT-2 tokenizer (causal 3D CNN + lookup-free quantization), token language models and codec."""
-from magvit2.config.tokenizer import TokenizerConfig
+from magvit2.tokenizer.config import TokenizerConfig
 from magvit2.quantizers import FSQ, LFQ, LFQOutput, Quantizer, QuantizerConfig
 from magvit2.tokenizer import TokenizerOutput, VideoTokenizer
 

@@ -16,7 +16,7 @@ from magvit2.codec import (
     fingerprint, fit_static_prior, read_header, tokenizer_geometry,
 )
 from magvit2.codec.priors import UniformPrior
-from magvit2.config.tokenizer import TokenizerConfig
+from magvit2.tokenizer.config import TokenizerConfig
 from magvit2.data.io import read_media
 
 

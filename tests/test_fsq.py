@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from magvit2.config.base import ConfigError
-from magvit2.config.tokenizer import TokenizerConfig
+from magvit2.tokenizer.config import TokenizerConfig
 from magvit2.quantizers import FSQ, LFQ, Quantizer, QuantizerConfig, QuantizerOutput, build_quantizer
 from magvit2.tokenizer import VideoTokenizer
 

@@ -15,11 +15,10 @@ from magvit2.generation import (
     AutoregressiveTokenModel,
     LMConfig,
     MaskedTokenModel,
-    ar_loss,
     ar_sample,
     maskgit_sample,
-    mlm_loss,
 )
+from magvit2.losses.lm import ar_loss, mlm_loss
 
 GRID = (1, 4, 4)
 ALIGNED = (torch.tensor([0x12, 0x15, 0x19, 0x1C]), torch.tensor([0xE1, 0xE4, 0xE7, 0xEB]))

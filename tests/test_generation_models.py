@@ -10,11 +10,8 @@ from magvit2.generation import (
     AutoregressiveTokenModel,
     LMConfig,
     MaskedTokenModel,
-    ar_loss,
-    factorized_cross_entropy,
-    mlm_loss,
 )
-from magvit2.generation.losses import drop_labels
+from magvit2.losses.lm import ar_loss, drop_labels, factorized_cross_entropy, mlm_loss
 from magvit2.quantizers.factorize import split_indices
 
 

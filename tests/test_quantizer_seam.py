@@ -15,7 +15,7 @@ import torch
 from magvit2.codec import VideoCodec, compress, decompress, prior_kinds
 from magvit2.codec.container import PRIOR_KINDS
 from magvit2.codec.priors import PRIORS, UniformPrior, register_prior
-from magvit2.config.tokenizer import TokenizerConfig
+from magvit2.tokenizer.config import TokenizerConfig
 from magvit2.data.tokens import TokenDataset
 from magvit2.data.transforms import to_uint8
 from magvit2.generation.config import LMConfig

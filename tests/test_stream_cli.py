@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from magvit2.cli.main import main
-from magvit2.config.tokenizer import TokenizerConfig
+from magvit2.tokenizer.config import TokenizerConfig
 from magvit2.tokenizer.stream import temporal_receptive_field
 
 

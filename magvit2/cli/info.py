@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def describe(cfg, params: int | None = None) -> list[str]:
-    """The lines ``magvit2 info`` prints for a :class:`~magvit2.config.tokenizer.TokenizerConfig`."""
+    """The lines ``magvit2 info`` prints for a :class:`~magvit2.tokenizer.config.TokenizerConfig`."""
     from magvit2.tokenizer.stream import temporal_receptive_field
 
     rf = temporal_receptive_field(cfg)
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from magvit2.config.base import ConfigError
-    from magvit2.config.tokenizer import TokenizerConfig
+    from magvit2.tokenizer.config import TokenizerConfig
 
     if args.preset and args.model:
         raise ConfigError("give --model DIR or --preset NAME, not both")

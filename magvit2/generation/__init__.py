@@ -1,8 +1,9 @@
-"""Token generators: the MaskGIT-style masked token model, its sampler, and an autoregressive variant."""
+"""Token generators: the MaskGIT-style masked token model, its sampler, and an autoregressive variant.
+
+Their training losses live with the other losses, in :mod:`magvit2.losses.lm`."""
 from magvit2.generation.ar import AROutput, AutoregressiveTokenModel
 from magvit2.generation.ar_sampling import ARSampleOutput, ar_sample, filter_logits
 from magvit2.generation.config import LMConfig
-from magvit2.generation.losses import ARLossOutput, MLMLossOutput, ar_loss, factorized_cross_entropy, mlm_loss
 from magvit2.generation.masking import (
     frame_context_mask,
     flatten_grid,
@@ -20,11 +21,6 @@ __all__ = [
     "MLMOutput",
     "AutoregressiveTokenModel",
     "AROutput",
-    "mlm_loss",
-    "ar_loss",
-    "MLMLossOutput",
-    "ARLossOutput",
-    "factorized_cross_entropy",
     "mask_schedule",
     "masked_counts",
     "random_mask",

@@ -10,7 +10,7 @@ Separate heads predict every sub-token of every position; the training loss read
 only the masked ones.
 
 The network knows nothing about masking schedules or decoding: see
-:mod:`magvit2.generation.losses` and :mod:`magvit2.generation.sampling`.
+:mod:`magvit2.losses.lm` and :mod:`magvit2.generation.sampling`.
 ``model.logits`` has the ``logits_fn`` signature that :func:`maskgit_sample` expects.
 
 Shape letters: b batch, n positions, g sub-token groups, k vocabulary of one group

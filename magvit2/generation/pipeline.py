@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-from magvit2.config.serialization import load_pretrained, load_state_strict, save_pretrained
+from magvit2.layers.model_io import load_pretrained, load_state_strict, save_pretrained
 from magvit2.generation.ar import AutoregressiveTokenModel
 from magvit2.generation.ar_sampling import ar_sample
 from magvit2.generation.config import LMConfig

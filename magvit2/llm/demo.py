@@ -189,8 +189,8 @@ def _mlm_config(cfg: LLMDemoConfig, grid: tuple[int, int, int], bits: int):
 
 def train_mlm(cfg: LLMDemoConfig, out: Path, log: Callable[[str], None] = _log) -> dict[str, Any]:
     """Train (or load) the project's class-conditional masked LM on the same clips and budget."""
-    from magvit2.config.serialization import save_pretrained
-    from magvit2.generation.losses import mlm_loss
+    from magvit2.layers.model_io import save_pretrained
+    from magvit2.losses.lm import mlm_loss
     from magvit2.generation.pipeline import LM_FORMAT, build_lm
 
     path = out / "mlm"
@@ -270,7 +270,7 @@ def evaluate(cfg: LLMDemoConfig, out: Path, tokenizer_dir: str | Path | None = N
         "examples": [[it["caption"], c] for it, c in zip(items[:5], caps[:5])]}
     res["gpt2_train"] = json.loads((out / "gpt2" / "train.json").read_text())
     if (out / "mlm" / "train.json").is_file():
-        from magvit2.config.serialization import load_pretrained, load_state_strict
+        from magvit2.layers.model_io import load_pretrained, load_state_strict
         from magvit2.generation.config import LMConfig
         from magvit2.generation.pipeline import LM_FORMAT, VideoGenerator, build_lm
 

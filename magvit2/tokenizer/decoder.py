@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from magvit2.config.tokenizer import TokenizerConfig
+from magvit2.tokenizer.config import TokenizerConfig
 from magvit2.errors import UserError
 from magvit2.layers import (AdaptiveGroupNorm, CausalConv3d, DepthToSpaceUpsample, FrameGroupNorm, ResBlock,
                             StatsAdaptiveGroupNorm)

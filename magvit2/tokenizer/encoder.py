@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from magvit2.config.tokenizer import TokenizerConfig
+from magvit2.tokenizer.config import TokenizerConfig
 from magvit2.errors import UserError
 from magvit2.layers import CausalConv3d, Downsample, FrameGroupNorm, ResBlock
 from magvit2.layers.conv import StreamState

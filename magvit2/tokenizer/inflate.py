@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from einops import rearrange, repeat
 
-from magvit2.config.tokenizer import TokenizerConfig
+from magvit2.tokenizer.config import TokenizerConfig
 from magvit2.tokenizer.model import VideoTokenizer
 
 __all__ = ["inflate_state_dict", "inflate_tokenizer"]

@@ -11,8 +11,8 @@ from typing import Iterable, Iterator, NamedTuple
 import torch
 from torch import nn
 
-from magvit2.config.serialization import CheckpointError, load_pretrained, load_state_strict, save_pretrained
-from magvit2.config.tokenizer import TokenizerConfig
+from magvit2.layers.model_io import CheckpointError, load_pretrained, load_state_strict, save_pretrained
+from magvit2.tokenizer.config import TokenizerConfig
 from magvit2.quantizers import Quantizer, QuantizerOutput, ReduceHook, build_quantizer
 from magvit2.tokenizer.decoder import Decoder
 from magvit2.tokenizer.encoder import Encoder

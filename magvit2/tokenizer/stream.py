@@ -34,7 +34,7 @@ from typing import Iterable, Iterator, NamedTuple
 
 import torch
 
-from magvit2.config.tokenizer import TokenizerConfig
+from magvit2.tokenizer.config import TokenizerConfig
 from magvit2.layers.conv import StreamState
 from magvit2.tokenizer.groups import pad_video
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from magvit2.config.serialization import CheckpointError
+from magvit2.layers.model_io import CheckpointError
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "rng_state", "set_rng_state"]
 

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from magvit2.config.base import Config, ConfigError
-from magvit2.config.tokenizer import TokenizerConfig
+from magvit2.tokenizer.config import TokenizerConfig
 from magvit2.data import DataConfig
 from magvit2.losses.adversarial import AdversarialConfig
 from magvit2.losses.perceptual import PerceptualConfig

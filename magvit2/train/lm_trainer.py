@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from magvit2.config.base import ConfigError
 from magvit2.data.tokens import TokenDataset
-from magvit2.generation.losses import ar_loss, mlm_loss
+from magvit2.losses.lm import ar_loss, mlm_loss
 from magvit2.generation.masking import frame_context_mask
 from magvit2.generation.pipeline import VideoGenerator, build_lm
 from magvit2.tokenizer.model import VideoTokenizer

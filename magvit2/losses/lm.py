@@ -1,4 +1,5 @@
-"""Training losses of the token language models; a training loop calls these per batch.
+"""Training losses of the token language models (the tokenizer's are beside it in :mod:`magvit2.losses`);
+a training loop calls these per batch.
 
 * :func:`mlm_loss` (MaskGIT / MAGVIT-2 masked token modeling): per sample draw
   ``r ~ U(0, 1)``, mask ``ceil(gamma(r) * n_free)`` of the free positions (context
