@@ -235,7 +235,7 @@ def _carphone(t: int, size: int) -> np.ndarray:
 
 
 def test_real_clip_with_real_tiny_tokenizer(tmp_path) -> None:
-    vt = pytest.importorskip("magvit2.tokenizer")
+    import magvit2.tokenizer as vt  # our own package: an import error must fail the test, not skip it
     torch.manual_seed(0)
     model = vt.VideoTokenizer(vt.TokenizerConfig.preset("tiny")).eval()
     frames = _carphone(6, 22)  # 22 is not a multiple of the spatial factor; 6 frames -> groups of 5 and 1

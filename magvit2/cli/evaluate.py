@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from magvit2.cli.common import add_model_arg, data_config, load_tokenizer, pick_device
+from magvit2.errors import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -68,7 +69,7 @@ def _load_videos(spec: str, size: int | None, max_frames: int) -> dict:
         raise FileNotFoundError(f"videos not found: {src}")
     paths = [src] if src.is_file() else sorted(p for p in src.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
     if not paths:
-        raise ValueError(f"no videos in {src}; expected files ending in {VIDEO_EXTENSIONS}")
+        raise UserError(f"no videos in {src}; expected files ending in {VIDEO_EXTENSIONS}")
     out = {}
     for p in paths:
         frames = read_media(p, max_frames=max_frames).frames

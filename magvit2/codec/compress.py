@@ -170,13 +170,13 @@ class VideoCodec:
         self.geometry = tokenizer_geometry(tokenizer)
         g = self.geometry
         if self.config.group_frames < 1 or (self.config.group_frames - 1) % g.temporal:
-            raise ValueError(f"group_frames must be 1 + {g.temporal}k for this tokenizer, got {self.config.group_frames}")
+            raise CodecError(f"group_frames must be 1 + {g.temporal}k for this tokenizer, got {self.config.group_frames}")
         if self.config.group_frames >= 2**16:
-            raise ValueError(f"group_frames must be below 65536, got {self.config.group_frames}")
+            raise CodecError(f"group_frames must be below 65536, got {self.config.group_frames}")
         if isinstance(prior, str):  # a kind: its loader builds it from the tokenizer alone, or says what it needs
             prior = load_prior(prior, PriorSource(tokenizer, max_subtoken_bits=self.config.max_subtoken_bits))
         if sum(prior.bits_per_group) != g.bits:
-            raise ValueError(f"prior splits {sum(prior.bits_per_group)} bits per token, the tokenizer has {g.bits}")
+            raise CodecError(f"prior splits {sum(prior.bits_per_group)} bits per token, the tokenizer has {g.bits}")
         self.prior = prior
         self._tok_hash = tokenizer_digest(tokenizer)
         self.fingerprint = fingerprint(tokenizer, prior, self._tok_hash)
@@ -190,7 +190,7 @@ class VideoCodec:
         g = self.geometry
         t, h, w, _ = frames.shape
         if h >= 2**32 or w >= 2**32 or t >= 2**32:
-            raise ValueError(f"video too large for the container: {frames.shape}")
+            raise CodecError(f"video too large for the container: {frames.shape}")
         device, dtype = _model_device(self.tokenizer)
         payloads, entries, tokens = [], [], []
         with _eval_mode(self.tokenizer):
@@ -253,7 +253,7 @@ class VideoCodec:
             except CodecError:
                 raise
             except (ValueError, RuntimeError) as e:  # constriction reports exhausted / invalid streams this way
-                raise CodecError(f"payload does not decode ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+                raise CodecError(f"payload does not decode ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from e
             idx = join_indices(torch.from_numpy(sub), header.bits_per_group)
             tokens.append(rearrange(idx, "(t h w) -> t h w", t=shape[0], h=shape[1], w=shape[2]))
         return header, tokens

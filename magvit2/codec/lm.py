@@ -12,6 +12,7 @@ from torch import nn
 
 from magvit2.codec.priors import LMPrior
 from magvit2.generation.mlm import MaskedTokenModel
+from magvit2.errors import UserError
 
 __all__ = ["MaskedLMLogits", "lm_prior"]
 
@@ -26,7 +27,7 @@ class MaskedLMLogits(nn.Module):
     def forward(self, tokens: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         n = self.lm.config.seq_len
         if tokens.shape[1] != n:
-            raise ValueError(f"the LM prior models {n} tokens per group (grid {self.lm.config.grid}); "
+            raise UserError(f"the LM prior models {n} tokens per group (grid {self.lm.config.grid}); "
                              f"this video gives {tokens.shape[1]}: use the model's frame size and group length")
         return self.lm.logits(tokens, ~known, self.lm.null_cond(tokens.shape[0], tokens.device)).float()
 

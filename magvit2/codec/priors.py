@@ -219,7 +219,7 @@ class StaticPrior(_ContextFreePrior):
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             if meta.get("kind") != "static" or "bits_per_group" not in meta:
-                raise ValueError(f"{path}: not a static prior file (metadata {meta})")
+                raise CodecError(f"{path}: not a static prior file (metadata {meta})")
             split = tuple(int(b) for b in meta["bits_per_group"].split(","))
             freqs = [f.get_tensor(f"freqs_{j}").numpy() for j in range(len(split))]
         return cls(split, freqs)

@@ -110,7 +110,7 @@ class Config:
         try:
             data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
         except Exception as e:  # noqa: BLE001 - parser errors vary
-            raise ConfigError(f"{path}: not valid YAML ({e.__class__.__name__}: {e})") from None
+            raise ConfigError(f"{path}: not valid YAML ({e.__class__.__name__}: {e})") from e
         return cls.from_dict(data or {})
 
     def to_json(self) -> str:
@@ -129,7 +129,7 @@ class Config:
             merged = OmegaConf.merge(base, OmegaConf.from_dotlist(list(dotlist)))
         except Exception as e:  # noqa: BLE001 - omegaconf raises several types
             msg = str(e).splitlines()[0]
-            raise ConfigError(f"bad override {list(dotlist)}: {msg}") from None
+            raise ConfigError(f"bad override {list(dotlist)}: {msg}") from e
         return type(self).from_dict(OmegaConf.to_container(merged, resolve=True))
 
     @classmethod

@@ -44,6 +44,7 @@ from magvit2.data.transforms import (
     resized_size,
     to_tensor,
 )
+from magvit2.errors import UserError
 
 __all__ = ["MediaDataset"]
 
@@ -87,14 +88,14 @@ class MediaDataset(Dataset):
             self.class_names = ()
         self.num_frames = check_num_frames(num_frames)
         if frame_stride < 1 or resolution < 1 or clips_per_video < 1 or max_retries < 1:
-            raise ValueError(
+            raise UserError(
                 "frame_stride, resolution, clips_per_video and max_retries must be >= 1, got "
                 f"{frame_stride}, {resolution}, {clips_per_video}, {max_retries}"
             )
         if short_videos not in _SHORT_POLICIES:
-            raise ValueError(f"short_videos must be one of {_SHORT_POLICIES}, got {short_videos!r}")
+            raise UserError(f"short_videos must be one of {_SHORT_POLICIES}, got {short_videos!r}")
         if image_frames not in _IMAGE_POLICIES:
-            raise ValueError(f"image_frames must be one of {_IMAGE_POLICIES}, got {image_frames!r}")
+            raise UserError(f"image_frames must be one of {_IMAGE_POLICIES}, got {image_frames!r}")
         self.frame_stride, self.resolution = frame_stride, resolution
         self.random_offset, self.random_crop, self.random_flip = random_offset, random_crop, random_flip
         self.short_videos, self.image_frames = short_videos, image_frames
@@ -103,7 +104,7 @@ class MediaDataset(Dataset):
         self._bad: set[int] = set()
         self.items: list[MediaItem] = self._probe(items) if probe else items
         if not self.items:
-            raise ValueError(
+            raise UserError(
                 f"no usable files in source {self.source_name!r}: {len(items)} listed, "
                 f"{len(self.skipped)} unreadable or too short"
             )
@@ -210,7 +211,7 @@ class MediaDataset(Dataset):
                 if attempts >= self.max_retries:
                     break
             item_index = (item_index + 1) % len(self.items)
-        raise RuntimeError(
+        raise MediaError(
             f"{self.source_name}: no readable file found from index {index} on ({attempts} tried now, "
             f"{self.num_skipped} skipped so far; last: {self.skipped[-1:]})"
         )

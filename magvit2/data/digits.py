@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from magvit2.data.synthetic import bounce
 from magvit2.data.transforms import check_num_frames, to_tensor
+from magvit2.errors import UserError
 
 __all__ = ["MovingDigits", "digit_split", "load_digit_images", "upscale_digits"]
 
@@ -54,9 +55,9 @@ def load_digit_images() -> tuple[np.ndarray, np.ndarray]:
 def digit_split(split: str, test_fraction: float = 0.2) -> np.ndarray:
     """Indices of the digit images in ``split`` (``"train"`` or ``"test"``); disjoint and fixed."""
     if split not in ("train", "test"):
-        raise ValueError(f"digit split must be 'train' or 'test', got {split!r}")
+        raise UserError(f"digit split must be 'train' or 'test', got {split!r}")
     if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        raise UserError(f"test_fraction must be in (0, 1), got {test_fraction}")
     n = len(load_digit_images()[1])
     order = np.random.default_rng(_SPLIT_SEED).permutation(n)
     n_test = int(round(n * test_fraction))
@@ -96,9 +97,9 @@ class MovingDigits(Dataset):
         test_fraction: float = 0.2,
     ) -> None:
         if digit_size < 8 or digit_size > resolution:
-            raise ValueError(f"digit_size must be in [8, resolution={resolution}], got {digit_size}")
+            raise UserError(f"digit_size must be in [8, resolution={resolution}], got {digit_size}")
         if num_digits < 1:
-            raise ValueError(f"num_digits must be >= 1, got {num_digits}")
+            raise UserError(f"num_digits must be >= 1, got {num_digits}")
         self.split, self.seed = split, seed
         self.num_frames = check_num_frames(num_frames)
         self.resolution, self.digit_size, self.num_digits, self.colored = resolution, digit_size, num_digits, colored
@@ -108,7 +109,7 @@ class MovingDigits(Dataset):
         self.labels = labels[self.image_ids]
         self.num_samples = len(self.image_ids) if num_samples is None else int(num_samples)
         if self.num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+            raise UserError(f"num_samples must be >= 1, got {num_samples}")
 
     class_names = tuple(str(k) for k in range(10))
 

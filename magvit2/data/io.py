@@ -145,7 +145,7 @@ class VideoReader:
         try:
             self._container = av.open(str(self.path), mode="r")
         except (av.error.FFmpegError, UnicodeDecodeError) as e:
-            raise MediaError(f"{self.path}: not a readable video ({_describe(e)})") from None
+            raise MediaError(f"{self.path}: not a readable video ({_describe(e)})") from e
         if not self._container.streams.video:
             self.close()
             raise MediaError(f"{self.path}: not a readable video (no video stream)")
@@ -199,7 +199,7 @@ class VideoReader:
                     break
                 pts.append(int(packet.pts))
         except av.error.FFmpegError as e:
-            raise self._error(e) from None
+            raise self._error(e) from e
         if complete and len(set(pts)) == len(pts):
             self._pts = sorted(pts)
         else:  # no usable timestamps: count by decoding from the start
@@ -221,7 +221,7 @@ class VideoReader:
         try:
             yield from self._container.decode(self._stream)
         except av.error.FFmpegError as e:
-            raise self._error(e) from None
+            raise self._error(e) from e
 
     def _read_sequential(self, wanted: list[int], size: tuple[int, int] | None) -> dict[int, np.ndarray]:
         self._open()
@@ -258,7 +258,7 @@ class VideoReader:
                 if i >= last:
                     break
         except av.error.FFmpegError as e:
-            raise self._error(e) from None
+            raise self._error(e) from e
         return out
 
     def read(self, indices: Sequence[int], size: tuple[int, int] | None = None) -> np.ndarray:
@@ -337,7 +337,7 @@ def _read_gif(path: Path) -> VideoClip:
             frames = [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(im)]
             duration_ms = im.info.get("duration") or 0
     except (UnidentifiedImageError, OSError) as e:
-        raise MediaError(f"{path}: not a readable video ({e.__class__.__name__}: {e})") from None
+        raise MediaError(f"{path}: not a readable video ({e.__class__.__name__}: {e})") from e
     fps = 1000.0 / duration_ms if duration_ms else DEFAULT_FPS
     return VideoClip(np.stack(frames), fps)
 
@@ -355,7 +355,7 @@ def read_image(path: str | Path) -> np.ndarray:
                 return np.ascontiguousarray(np.repeat(a[..., None], 3, axis=-1))
             return np.array(im.convert("RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise MediaError(f"{path}: not a readable image ({e.__class__.__name__}: {e})") from None
+        raise MediaError(f"{path}: not a readable image ({e.__class__.__name__}: {e})") from e
 
 
 def read_media(path: str | Path, max_frames: int | None = None) -> VideoClip:

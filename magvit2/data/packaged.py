@@ -33,6 +33,7 @@ import importlib.util
 from pathlib import Path
 
 from magvit2.data.sources import MediaItem, SourceListing
+from magvit2.errors import UserError
 
 __all__ = [
     "PACKAGED_IMAGES",
@@ -97,9 +98,9 @@ def packaged_split(split: str, kind: str = "videos") -> list[Path]:
     carphone is in neither split. Images: test = coffee and flower; train = the other six.
     """
     if kind not in _SPLITS:
-        raise ValueError(f"packaged kind must be one of {sorted(_SPLITS)}, got {kind!r}")
+        raise UserError(f"packaged kind must be one of {sorted(_SPLITS)}, got {kind!r}")
     if split not in ("train", "test"):
-        raise ValueError(f"packaged split must be 'train' or 'test', got {split!r}")
+        raise UserError(f"packaged split must be 'train' or 'test', got {split!r}")
     every = packaged_videos() if kind == "videos" else packaged_images()
     wanted = _SPLITS[kind][split]
     return [p for p in every if p.name in wanted]
@@ -108,7 +109,7 @@ def packaged_split(split: str, kind: str = "videos") -> list[Path]:
 def packaged_listing(split: str | None = None, kind: str = "videos") -> SourceListing:
     """A :class:`SourceListing` of the packaged files (all of them when ``split`` is None), unlabelled."""
     if kind not in _SPLITS:
-        raise ValueError(f"packaged kind must be one of {sorted(_SPLITS)}, got {kind!r}")
+        raise UserError(f"packaged kind must be one of {sorted(_SPLITS)}, got {kind!r}")
     if split is None:
         paths = packaged_videos() if kind == "videos" else packaged_images()
     else:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterable
 
 from magvit2.data.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from magvit2.errors import UserError
 
 __all__ = [
     "KINDS",
@@ -60,7 +61,7 @@ class SourceListing:
 
     def require_nonempty(self) -> "SourceListing":
         if not self.items:
-            raise ValueError(
+            raise UserError(
                 f"no usable files in source {self.source!r} (kind={self.kind}); "
                 f"expected files with extensions {' '.join(self.extensions)}"
             )
@@ -139,12 +140,12 @@ def list_file(path: str | Path) -> SourceListing:
         if label_text.strip():
             try:
                 label = int(label_text.strip())
-            except ValueError:
-                raise ValueError(
+            except ValueError as e:
+                raise UserError(
                     f"{path}:{lineno}: expected '<path>' or '<path>\\t<integer label>', got {raw!r}"
-                ) from None
+                ) from e
             if label < 0:
-                raise ValueError(f"{path}:{lineno}: labels must be >= 0, got {label}")
+                raise UserError(f"{path}:{lineno}: labels must be >= 0, got {label}")
         p = Path(name)
         items.append(MediaItem(p if p.is_absolute() else path.parent / p, label))
     top = max((it.label for it in items), default=-1)
@@ -169,7 +170,7 @@ def discover(source: str | Path, kind: str = "auto") -> SourceListing:
     Raises a one-line error when the result is empty.
     """
     if kind not in KINDS:
-        raise ValueError(f"unknown source kind {kind!r}; expected one of {list(KINDS)}")
+        raise UserError(f"unknown source kind {kind!r}; expected one of {list(KINDS)}")
     path = Path(source)
     auto = kind == "auto"
     if auto:

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from magvit2.data.transforms import check_num_frames, to_tensor
+from magvit2.errors import UserError
 
 __all__ = ["SHAPES", "MovingShapes", "bounce", "moving_shapes_batch", "render_moving_shape"]
 
@@ -42,7 +43,7 @@ def _coverage(shape: str, ys: np.ndarray, xs: np.ndarray, cy: float, cx: float, 
         k = np.sqrt(3.0) / 2
         d = np.maximum.reduce([dy - 0.5 * r, -0.5 * dy + k * dx - 0.5 * r, -0.5 * dy - k * dx - 0.5 * r])
     else:
-        raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
+        raise UserError(f"unknown shape {shape!r}; expected one of {SHAPES}")
     return np.clip(0.5 - d, 0.0, 1.0)
 
 
@@ -81,7 +82,7 @@ class MovingShapes(Dataset):
 
     def __init__(self, num_samples: int = 1024, num_frames: int = 17, resolution: int = 32, seed: int = 0) -> None:
         if num_samples < 1 or resolution < 8:
-            raise ValueError(f"MovingShapes: need num_samples >= 1 and resolution >= 8, got {num_samples}, {resolution}")
+            raise UserError(f"MovingShapes: need num_samples >= 1 and resolution >= 8, got {num_samples}, {resolution}")
         self.num_samples, self.resolution, self.seed = num_samples, resolution, seed
         self.num_frames = check_num_frames(num_frames)
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from PIL import Image
+from magvit2.errors import UserError
 
 __all__ = [
     "CropBox",
@@ -34,7 +35,7 @@ __all__ = [
 def check_num_frames(num_frames: int) -> int:
     """MAGVIT-2's causal tokenizer takes ``T = 1 + 4k`` frames (first frame alone, then groups of 4)."""
     if num_frames < 1 or (num_frames - 1) % 4 != 0:
-        raise ValueError(f"num_frames must be 1 + 4k (1, 5, 9, 17, ...), got {num_frames}")
+        raise UserError(f"num_frames must be 1 + 4k (1, 5, 9, 17, ...), got {num_frames}")
     return num_frames
 
 
@@ -118,7 +119,7 @@ class CropBox(NamedTuple):
 def crop_box(height: int, width: int, size: int, random: bool, generator: np.random.Generator | None = None) -> CropBox:
     """A ``size x size`` window inside a ``height x width`` frame: uniformly random or centred."""
     if height < size or width < size:
-        raise ValueError(f"crop_box: a {size}x{size} crop does not fit in {height}x{width}; resize first")
+        raise UserError(f"crop_box: a {size}x{size} crop does not fit in {height}x{width}; resize first")
     if random:
         if generator is None:
             raise ValueError("crop_box: random=True needs a numpy generator")
@@ -167,7 +168,7 @@ def center_crop(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """The centred ``height x width`` window of ``[..., h, w]``."""
     h, w = video.shape[-2:]
     if not (1 <= height <= h and 1 <= width <= w):
-        raise ValueError(f"center_crop: a {height}x{width} window does not fit in {h}x{w}")
+        raise UserError(f"center_crop: a {height}x{width} window does not fit in {h}x{w}")
     top, left = (h - height) // 2, (w - width) // 2
     return video[..., top : top + height, left : left + width]
 
@@ -176,5 +177,5 @@ def crop_to_multiple(video: torch.Tensor, multiple: int) -> torch.Tensor:
     """Centre-crop ``[..., h, w]`` to the largest size whose sides are multiples of ``multiple``."""
     h, w = video.shape[-2:]
     if h < multiple or w < multiple:
-        raise ValueError(f"crop_to_multiple: {h}x{w} is smaller than one {multiple}x{multiple} block")
+        raise UserError(f"crop_to_multiple: {h}x{w} is smaller than one {multiple}x{multiple} block")
     return center_crop(video, h - h % multiple, w - w % multiple)

@@ -23,6 +23,7 @@ from PIL import Image
 from magvit2.data.io import fps_to_fraction
 from magvit2.data.transforms import to_uint8
 from magvit2.files import atomic_write
+from magvit2.errors import UserError
 
 __all__ = ["make_grid", "write_clips", "write_frames", "write_image", "write_video", "VIDEO_OUTPUTS",
            "IMAGE_OUTPUTS", "FRAMES_OUTPUT"]
@@ -80,7 +81,7 @@ def write_video(
     elif ext in _LOSSLESS_EXTENSIONS:
         codec, pix_fmt, options = "ffv1", "bgr0", {}
     else:
-        raise ValueError(f"write_video: unsupported extension {ext!r} for {path}; expected .mp4, .mov, .mkv or .gif")
+        raise UserError(f"write_video: unsupported extension {ext!r} for {path}; expected .mp4, .mov, .mkv or .gif")
     if keyframe_interval is not None:
         if keyframe_interval < 1:
             raise ValueError(f"keyframe_interval must be >= 1, got {keyframe_interval}")
@@ -120,7 +121,7 @@ def write_image(path: str | Path, image: np.ndarray) -> Path:
     if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] == 3)):
         raise ValueError(f"write_image: expected uint8 [h, w, 3] or [h, w], got {image.dtype} {list(image.shape)}")
     if path.suffix.lower() not in IMAGE_OUTPUTS:
-        raise ValueError(f"write_image: cannot write {path}; expected a path ending in one of {IMAGE_OUTPUTS}")
+        raise UserError(f"write_image: cannot write {path}; expected a path ending in one of {IMAGE_OUTPUTS}")
     with atomic_write(path) as tmp:
         Image.fromarray(image).save(tmp)
     return path
@@ -140,9 +141,9 @@ def write_frames(path: str | Path, frames: np.ndarray, fps: float | Fraction = 3
         return path
     if ext in IMAGE_OUTPUTS:
         if frames.shape[0] != 1:
-            raise ValueError(f"{path}: an image holds one frame, got {frames.shape[0]}; write to one of {VIDEO_OUTPUTS}")
+            raise UserError(f"{path}: an image holds one frame, got {frames.shape[0]}; write to one of {VIDEO_OUTPUTS}")
         return write_image(path, frames[0])
-    raise ValueError(f"output {path} must end in one of {VIDEO_OUTPUTS + (FRAMES_OUTPUT,) + IMAGE_OUTPUTS}")
+    raise UserError(f"output {path} must end in one of {VIDEO_OUTPUTS + (FRAMES_OUTPUT,) + IMAGE_OUTPUTS}")
 
 
 def write_clips(path: str | Path, videos: torch.Tensor, fps: float, nrow: int) -> Path:
@@ -156,7 +157,7 @@ def write_clips(path: str | Path, videos: torch.Tensor, fps: float, nrow: int) -
     if ext in VIDEO_OUTPUTS:
         frames = np.stack([make_grid(list(clips[:, i]), nrow=nrow) for i in range(clips.shape[1])])
         return write_video(path, frames, fps=fps)
-    raise ValueError(f"output {path} must end in one of {VIDEO_OUTPUTS + IMAGE_OUTPUTS}")
+    raise UserError(f"output {path} must end in one of {VIDEO_OUTPUTS + IMAGE_OUTPUTS}")
 
 
 def make_grid(

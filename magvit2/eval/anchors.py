@@ -24,6 +24,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+from magvit2.errors import UserError
 
 __all__ = ["ANCHOR_CODECS", "AnchorResult", "encode_anchor", "ffmpeg_exe"]
 
@@ -60,8 +61,8 @@ def ffmpeg_exe() -> str:
     """Path of the static FFmpeg shipped by ``imageio-ffmpeg``."""
     try:
         import imageio_ffmpeg
-    except ImportError:
-        raise RuntimeError("anchors need the imageio-ffmpeg package (static FFmpeg with x264/x265/vvenc)") from None
+    except ImportError as e:
+        raise UserError("anchors need the imageio-ffmpeg package (static FFmpeg with x264/x265/vvenc)") from e
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
@@ -77,11 +78,11 @@ def _encoder_args(codec: str, qp: int, preset: str) -> list[str]:
     encoder = _CODECS[codec][0]
     if codec == "vvc":
         if preset not in _VVENC_PRESETS:
-            raise ValueError(f"vvc preset must be one of {_VVENC_PRESETS}, got {preset!r}")
+            raise UserError(f"vvc preset must be one of {_VVENC_PRESETS}, got {preset!r}")
         # qpa=0: no perceptual QP adaptation, the usual setting for PSNR-based comparisons
         return ["-c:v", encoder, "-preset", preset, "-qp", str(qp), "-qpa", "0"]
     if preset not in _X26X_PRESETS:
-        raise ValueError(f"{codec} preset must be one of {_X26X_PRESETS}, got {preset!r}")
+        raise UserError(f"{codec} preset must be one of {_X26X_PRESETS}, got {preset!r}")
     args = ["-c:v", encoder, "-preset", preset, "-qp", str(qp)]
     if codec == "hevc":
         args += ["-x265-params", "log-level=error"]
@@ -95,10 +96,10 @@ def encode_anchor(frames: np.ndarray, codec: str, qp: int, preset: str = "medium
     Returns the elementary-stream size (SEI removed) and the decoded frames at the input size.
     """
     if codec not in _CODECS:
-        raise ValueError(f"codec must be one of {ANCHOR_CODECS}, got {codec!r}")
+        raise UserError(f"codec must be one of {ANCHOR_CODECS}, got {codec!r}")
     qp_max = 63 if codec == "vvc" else 51
     if not 0 <= int(qp) <= qp_max:
-        raise ValueError(f"{codec} qp must be in [0, {qp_max}], got {qp}")
+        raise UserError(f"{codec} qp must be in [0, {qp_max}], got {qp}")
     if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be uint8 [t, h, w, 3], got {getattr(frames, 'dtype', type(frames))} "
                          f"{getattr(frames, 'shape', '')}")

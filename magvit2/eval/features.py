@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+from magvit2.errors import UserError
 
 __all__ = [
     "FeatureExtractor",
@@ -178,7 +179,7 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     sd = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(sd, dict):
-        raise ValueError(f"{path}: expected a state_dict (dict of tensors), got {type(sd).__name__}")
+        raise UserError(f"{path}: expected a state_dict (dict of tensors), got {type(sd).__name__}")
     return sd
 
 
@@ -213,9 +214,9 @@ class I3DExtractor(nn.Module):
             try:
                 module = _jit_load(path)
             except RuntimeError as e:
-                raise ValueError(
+                raise UserError(
                     f"{path} is not a TorchScript file; for a state-dict pass module=<I3D nn.Module> too ({e.__class__.__name__})"
-                ) from None
+                ) from e
         elif path is not None:
             module.load_state_dict(_load_state_dict(path), strict=True)
         self.net = module.eval()

@@ -27,6 +27,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from magvit2.eval.anchors import ANCHOR_CODECS, encode_anchor
+from magvit2.errors import UserError
 
 __all__ = [
     "RDPoint",
@@ -131,7 +132,7 @@ def rd_point_magvit2(frames: np.ndarray, tokenizer: Any, prior: Any = "uniform",
 def _curve(points: Sequence[RDPoint], metric: str) -> tuple[np.ndarray, np.ndarray]:
     """(log bpp, metric) sorted by rate, equal rates averaged, NaN metrics dropped."""
     if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        raise UserError(f"metric must be one of {METRICS}, got {metric!r}")
     pairs: dict[float, list[float]] = {}
     for p in points:
         v = getattr(p, metric)
@@ -249,11 +250,11 @@ def run_rd(videos: Mapping[str, np.ndarray | str | Path] | Sequence[np.ndarray |
 
     for c in codecs:
         if c not in ANCHOR_CODECS:
-            raise ValueError(f"unknown anchor codec {c!r}; expected some of {ANCHOR_CODECS}")
+            raise UserError(f"unknown anchor codec {c!r}; expected some of {ANCHOR_CODECS}")
     items = list(videos.items()) if isinstance(videos, Mapping) else [
         (Path(v).stem if isinstance(v, (str, Path)) else f"video{i}", v) for i, v in enumerate(videos)]
     if not items:
-        raise ValueError("run_rd needs at least one video")
+        raise UserError("run_rd needs at least one video")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     points: list[RDPoint] = []

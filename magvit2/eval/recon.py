@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from magvit2.eval.metrics import ReconstructionMetrics
 from magvit2.quantizers.usage import code_usage
 from magvit2.tokenizer.groups import reconstruct_video, tokenize_groups
+from magvit2.errors import UserError
 
 __all__ = ["evaluate_reconstruction"]
 
@@ -24,7 +25,7 @@ def evaluate_reconstruction(tokenizer, dataset: Dataset, *, max_items: int | Non
     """
     n = len(dataset) if max_items is None else min(max_items, len(dataset))
     if n == 0:
-        raise ValueError("the dataset is empty; nothing to evaluate")
+        raise UserError("the dataset is empty; nothing to evaluate")
     loader = DataLoader(Subset(dataset, range(n)), batch_size=batch_size)
     rec_metrics = ReconstructionMetrics(use_lpips=lpips)
     fid_acc = fvd_acc = None

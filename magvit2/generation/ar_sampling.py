@@ -22,6 +22,7 @@ import torch
 from magvit2.generation.ar import AutoregressiveTokenModel
 from magvit2.generation.sampling import gumbel_noise
 from magvit2.quantizers.factorize import join_indices, split_indices
+from magvit2.errors import UserError
 
 __all__ = ["ARSampleOutput", "ar_sample", "filter_logits"]
 
@@ -41,13 +42,13 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float |
     """
     if top_k is not None:
         if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
+            raise UserError(f"top_k must be >= 1, got {top_k}")
         k = min(top_k, logits.shape[-1])
         kth = logits.topk(k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p is not None:
         if not 0.0 < top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+            raise UserError(f"top_p must be in (0, 1], got {top_p}")
         sorted_logits, order = logits.sort(dim=-1, descending=True)
         probs = sorted_logits.softmax(dim=-1)
         before = probs.cumsum(dim=-1) - probs  # mass strictly before each entry
@@ -95,7 +96,7 @@ def ar_sample(
     if model.training:
         raise ValueError("ar_sample needs model.eval() (dropout would make samples irreproducible)")
     if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+        raise UserError(f"temperature must be >= 0, got {temperature}")
     cfg = model.config
     n, bits = cfg.seq_len, cfg.bits_per_group
     device = next(model.parameters()).device

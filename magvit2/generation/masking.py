@@ -23,6 +23,7 @@ import torch
 from einops import rearrange
 
 from magvit2.generation.config import MASK_SCHEDULES
+from magvit2.errors import UserError
 
 __all__ = [
     "mask_schedule",
@@ -111,7 +112,7 @@ def frame_context_mask(grid: Sequence[int], context_frames: int, batch: int,
     """
     t, h, w = (int(x) for x in grid)
     if not 0 <= context_frames <= t:
-        raise ValueError(f"context_frames must be in [0, {t}] for grid {tuple(grid)}, got {context_frames}")
+        raise UserError(f"context_frames must be in [0, {t}] for grid {tuple(grid)}, got {context_frames}")
     known = torch.zeros(batch, t * h * w, dtype=torch.bool, device=device)
     known[:, : context_frames * h * w] = True
     return known

@@ -22,6 +22,7 @@ from magvit2.generation.masking import flatten_grid, frame_context_mask, unflatt
 from magvit2.generation.mlm import MaskedTokenModel
 from magvit2.generation.sampling import maskgit_sample
 from magvit2.tokenizer.model import VideoTokenizer
+from magvit2.errors import UserError
 
 __all__ = ["VideoGenerator", "build_lm", "LM_FORMAT"]
 
@@ -31,7 +32,7 @@ KINDS = ("mlm", "ar")
 
 def build_lm(config: LMConfig, kind: str = "mlm") -> MaskedTokenModel | AutoregressiveTokenModel:
     if kind not in KINDS:
-        raise ValueError(f"language model kind must be one of {KINDS}, got {kind!r}")
+        raise UserError(f"language model kind must be one of {KINDS}, got {kind!r}")
     return MaskedTokenModel(config) if kind == "mlm" else AutoregressiveTokenModel(config)
 
 
@@ -40,7 +41,7 @@ class VideoGenerator:
 
     def __init__(self, lm: MaskedTokenModel | AutoregressiveTokenModel, tokenizer: VideoTokenizer) -> None:
         if lm.config.bits != tokenizer.config.token_bits:
-            raise ValueError(f"language model has {lm.config.bits}-bit tokens, tokenizer {tokenizer.config.token_bits}-bit")
+            raise UserError(f"language model has {lm.config.bits}-bit tokens, tokenizer {tokenizer.config.token_bits}-bit")
         self.lm, self.tokenizer = lm.eval(), tokenizer.eval()
         self.kind = "mlm" if isinstance(lm, MaskedTokenModel) else "ar"
 
@@ -83,9 +84,9 @@ class VideoGenerator:
         y = torch.as_tensor(labels, dtype=torch.long, device=self.device).reshape(-1)
         k = self.config.num_classes
         if k == 0:
-            raise ValueError("this model is unconditional; expected no class labels")
+            raise UserError("this model is unconditional; expected no class labels")
         if y.numel() != batch or int(y.min()) < 0 or int(y.max()) >= k:
-            raise ValueError(f"expected {batch} class labels in [0, {k}), got {y.tolist()}")
+            raise UserError(f"expected {batch} class labels in [0, {k}), got {y.tolist()}")
         return y
 
     @torch.no_grad()
@@ -99,7 +100,7 @@ class VideoGenerator:
         g = torch.Generator(device=self.device)
         g.manual_seed(seed if seed is not None else torch.seed())
         if guidance_scale is not None and y is None:
-            raise ValueError("guidance_scale needs class labels")
+            raise UserError("guidance_scale needs class labels")
         if self.kind == "mlm":
             out = maskgit_sample(self.lm.logits, batch, cfg.seq_len, cfg.bits_per_group, steps, cond=y,
                                  null_cond=self.lm.null_cond(batch, self.device), known_tokens=known_tokens,
@@ -111,7 +112,7 @@ class VideoGenerator:
             if known_mask is not None:
                 p = int(known_mask[0].sum())
                 if not bool(known_mask[:, :p].all()):
-                    raise ValueError("the autoregressive model only takes a contiguous prefix as context")
+                    raise UserError("the autoregressive model only takes a contiguous prefix as context")
                 prefix = known_tokens[:, :p]
             seq = ar_sample(self.lm, batch, cond=y, prefix=prefix, temperature=temperature, top_k=top_k,
                             guidance_scale=guidance_scale, generator=g).tokens
@@ -129,13 +130,13 @@ class VideoGenerator:
         context tokens, the rest of the clip is generated. Returns ``[b, 3, num_frames, h, w]``."""
         tf = self.tokenizer.config.temporal_factor
         if context_frames < 1 or (context_frames - 1) % tf or context_frames >= self.num_frames:
-            raise ValueError(f"context_frames must be 1 + {tf}k and below {self.num_frames}, got {context_frames}")
+            raise UserError(f"context_frames must be 1 + {tf}k and below {self.num_frames}, got {context_frames}")
         if video.shape[2] < context_frames:
-            raise ValueError(f"the video has {video.shape[2]} frames; expected at least {context_frames}")
+            raise UserError(f"the video has {video.shape[2]} frames; expected at least {context_frames}")
         b = video.shape[0]
         ctx = self.tokenizer.encode(video[:, :, :context_frames].to(self.device))  # [b, k, h', w']
         if tuple(ctx.shape[2:]) != tuple(self.config.grid[1:]):
-            raise ValueError(f"video frames give a {tuple(ctx.shape[2:])} token grid; the model expects {tuple(self.config.grid[1:])}")
+            raise UserError(f"video frames give a {tuple(ctx.shape[2:])} token grid; the model expects {tuple(self.config.grid[1:])}")
         k = ctx.shape[1]
         known_mask = frame_context_mask(self.config.grid, k, b, self.device)
         known = torch.zeros(b, self.config.seq_len, dtype=torch.long, device=self.device)

@@ -36,6 +36,7 @@ import torch
 
 from magvit2.generation.masking import mask_schedule, masked_counts
 from magvit2.quantizers.factorize import join_indices, split_indices
+from magvit2.errors import UserError
 
 __all__ = ["SampleOutput", "LogitsFn", "maskgit_sample", "gumbel_noise", "temperature_at", "guidance_at"]
 
@@ -69,7 +70,7 @@ def temperature_at(step: int, steps: int, temperature: float, schedule: str = "c
         return temperature
     if schedule == "linear":
         return temperature * (1.0 - step / steps)
-    raise ValueError(f"temperature_schedule must be one of {TEMPERATURE_SCHEDULES}, got {schedule!r}")
+    raise UserError(f"temperature_schedule must be one of {TEMPERATURE_SCHEDULES}, got {schedule!r}")
 
 
 def guidance_at(step: int, steps: int, scale: float, schedule: str = "constant") -> float:
@@ -78,7 +79,7 @@ def guidance_at(step: int, steps: int, scale: float, schedule: str = "constant")
         return scale
     if schedule == "linear":
         return scale * (step + 1) / steps
-    raise ValueError(f"guidance_schedule must be one of {GUIDANCE_SCHEDULES}, got {schedule!r}")
+    raise UserError(f"guidance_schedule must be one of {GUIDANCE_SCHEDULES}, got {schedule!r}")
 
 
 def _check_known(known_tokens: torch.Tensor | None, known_mask: torch.Tensor | None, batch: int, n: int,
@@ -136,11 +137,11 @@ def maskgit_sample(
     bits_per_group = tuple(int(b) for b in bits_per_group)
     sizes = [2 ** b for b in bits_per_group]
     if batch < 1 or n < 1 or steps < 1:
-        raise ValueError(f"batch, n and steps must be >= 1, got batch={batch} n={n} steps={steps}")
+        raise UserError(f"batch, n and steps must be >= 1, got batch={batch} n={n} steps={steps}")
     if guidance_scale is not None and null_cond is None:
         raise ValueError("guidance_scale needs null_cond (the unconditional input of logits_fn)")
     if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+        raise UserError(f"temperature must be >= 0, got {temperature}")
     mask_schedule(0.0, schedule)  # validates the name
     temperature_at(0, steps, temperature, temperature_schedule)
     if guidance_scale is not None:

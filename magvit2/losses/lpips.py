@@ -230,8 +230,8 @@ class LPIPS(nn.Module):
         for i, c in enumerate(self.net.channels):
             try:
                 kernel = tree[f"NetLinLayer_{i}"]["Conv_0"]["kernel"]  # [1, 1, c, 1]
-            except (KeyError, TypeError):
-                raise LPIPSWeightsError(f"{path}: NetLinLayer_{i}/Conv_0/kernel missing (not an LPIPS checkpoint?)") from None
+            except (KeyError, TypeError) as e:
+                raise LPIPSWeightsError(f"{path}: NetLinLayer_{i}/Conv_0/kernel missing (not an LPIPS checkpoint?)") from e
             w = _conv_weight(kernel)
             if tuple(w.shape) != (1, c, 1, 1):
                 raise LPIPSWeightsError(f"{path}: lin layer {i} has shape {tuple(w.shape)}, expected (1, {c}, 1, 1)")

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from magvit2.errors import UserError
 
 __all__ = ["SHIPPED", "default_model_dir", "shipped_dir"]
 
@@ -25,7 +26,7 @@ def shipped_dir(name: str) -> Path:
 def default_model_dir(kind: str = "tokenizer") -> Path:
     """The shipped model for ``kind``; a clear error when this build has none."""
     if kind not in SHIPPED:
-        raise ValueError(f"unknown model kind {kind!r}; expected one of {sorted(SHIPPED)}")
+        raise UserError(f"unknown model kind {kind!r}; expected one of {sorted(SHIPPED)}")
     path = shipped_dir(SHIPPED[kind])
     if not (path / "config.json").is_file():
         raise FileNotFoundError(

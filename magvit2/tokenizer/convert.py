@@ -96,14 +96,14 @@ def load_checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             return load_file(str(path))
         except Exception as e:  # noqa: BLE001 - safetensors raises several types
-            raise CheckpointError(f"{path} is not a readable safetensors file ({_first_line(e)})") from None
+            raise CheckpointError(f"{path} is not a readable safetensors file ({_first_line(e)})") from e
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"{path} holds Python objects that torch.load(weights_only=True) refuses "
-                              f"({_first_line(e)}); extract its 'state_dict' where you trust the file") from None
+                              f"({_first_line(e)}); extract its 'state_dict' where you trust the file") from e
     except Exception as e:  # noqa: BLE001 - truncated or foreign files raise RuntimeError, EOFError, ...
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {_first_line(e)})") from None
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {_first_line(e)})") from e
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -246,7 +246,7 @@ def _infer_config(chosen: Mapping[str, torch.Tensor], ema: bool, layout: str | N
     try:
         return open_magvit2_config(mults, base_channels=base, num_res_blocks=blocks, bits=bits, video=video)
     except ValueError as e:  # shapes that no Open-MAGVIT2 tokenizer has (e.g. 0 or 100 latent channels)
-        raise CheckpointError(f"the checkpoint's shapes give no valid tokenizer ({_first_line(e)})") from None
+        raise CheckpointError(f"the checkpoint's shapes give no valid tokenizer ({_first_line(e)})") from e
 
 
 # ----- conversion ----------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from einops import rearrange, repeat
 
 from magvit2.tokenizer.config import TokenizerConfig
 from magvit2.tokenizer.model import VideoTokenizer
+from magvit2.errors import UserError
 
 __all__ = ["inflate_state_dict", "inflate_tokenizer"]
 
@@ -23,9 +24,9 @@ def _compatible(image: TokenizerConfig, video: TokenizerConfig) -> None:
             "adaptive_norm", "latent_norm", "resblock_bias", "encoder_in_bias")
     diff = [k for k in keys if getattr(image, k) != getattr(video, k)]
     if diff:
-        raise ValueError(f"image and video tokenizer configs differ in {diff}; inflation needs the same layout")
+        raise UserError(f"image and video tokenizer configs differ in {diff}; inflation needs the same layout")
     if image.temporal_kernel != 1 or any(image.temporal_downsample):
-        raise ValueError("the source must be an image tokenizer (temporal_kernel 1, no temporal downsampling)")
+        raise UserError("the source must be an image tokenizer (temporal_kernel 1, no temporal downsampling)")
 
 
 @torch.no_grad()

@@ -37,6 +37,7 @@ import torch
 from magvit2.tokenizer.config import TokenizerConfig
 from magvit2.layers.conv import StreamState
 from magvit2.tokenizer.groups import pad_video
+from magvit2.errors import UserError
 
 __all__ = ["StreamState", "encode_stream", "decode_stream", "split_stream", "reconstruct_stream", "ReceptiveField",
            "temporal_receptive_field"]
@@ -60,7 +61,7 @@ def encode_stream(tokenizer, chunks: Iterable[torch.Tensor], pad_end: bool = Tru
         last = chunk[:, :, -1:].clone()  # a copy, so the caller's chunk can be freed
         yield from _encode_chunk(tokenizer, chunk, state)
     if last is None:
-        raise ValueError("encode_stream: the stream held no frame")
+        raise UserError("encode_stream: the stream held no frame")
     missing = (-(seen - 1)) % f
     if pad_end and missing:
         yield from _encode_chunk(tokenizer, last.expand(-1, -1, missing, -1, -1), state)
@@ -77,7 +78,7 @@ def _check_chunk(cfg: TokenizerConfig, chunk: torch.Tensor, previous: torch.Tens
         raise ValueError(f"expected frame chunks [b, {cfg.in_channels}, t, h, w], got shape {tuple(chunk.shape)}")
     f, (h, w) = cfg.spatial_factor, chunk.shape[3:]
     if h % f or w % f:
-        raise ValueError(f"height and width must be multiples of {f}, got {h}x{w}")
+        raise UserError(f"height and width must be multiples of {f}, got {h}x{w}")
     if previous is not None and (previous.shape[0], *previous.shape[3:]) != (chunk.shape[0], h, w):
         raise ValueError(f"every chunk of a stream needs the same batch and size; got {tuple(chunk.shape)} "
                          f"after {tuple(previous.shape)}")
