@@ -33,6 +33,8 @@ __all__ = [
     "VideoClip",
     "VideoInfo",
     "VideoReader",
+    "MediaStream",
+    "stream_media",
     "fps_to_fraction",
     "is_image_path",
     "is_video_path",
@@ -328,6 +330,52 @@ def read_video(path: str | Path, max_frames: int | None = None) -> VideoClip:
         if not frames:
             raise MediaError(f"{path}: not a readable video (no frame could be decoded)")
         return VideoClip(np.stack(frames), r.fps)
+
+
+class MediaStream(NamedTuple):
+    """A media file's frame rate and its frames in chunks ``uint8 [t, h, w, 3]``, decoded as they are consumed."""
+
+    fps: float
+    chunks: Iterator[np.ndarray]
+
+
+def stream_media(path: str | Path, chunk_frames: int = 16, max_frames: int | None = None) -> MediaStream:
+    """Frames of a video (or an image, or ``.npy`` frames) in order, ``chunk_frames`` at a time.
+
+    Memory holds one chunk, whatever the video's length (a GIF is decoded whole). The file is
+    opened and checked at once, so an unreadable one raises :class:`MediaError` here; a video
+    whose decoding fails, or that ends before the frame count its header declares (a file cut
+    short), raises :class:`MediaError` while the chunks are consumed.
+    """
+    if chunk_frames < 1:
+        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+    path = Path(path)
+    if path.suffix.lower() == FRAMES_EXTENSION or is_image_path(path) or path.suffix.lower() == ".gif":
+        clip = read_media(path, max_frames)  # memory-mapped (.npy) or small (images, GIFs)
+        return MediaStream(clip.fps, (np.ascontiguousarray(clip.frames[i : i + chunk_frames])
+                                      for i in range(0, len(clip.frames), chunk_frames)))
+    reader = VideoReader(path)
+    return MediaStream(reader.fps, _video_chunks(reader, chunk_frames, max_frames))
+
+
+def _video_chunks(reader: VideoReader, chunk_frames: int, max_frames: int | None) -> Iterator[np.ndarray]:
+    with reader:
+        declared, count, chunk = reader.declared_frames, 0, []
+        for frame in reader._decode_all():
+            chunk.append(_rgb(frame, None))
+            count += 1
+            if len(chunk) == chunk_frames or count == max_frames:
+                yield np.stack(chunk)
+                chunk = []
+            if count == max_frames:
+                return
+        if chunk:
+            yield np.stack(chunk)
+        if count == 0:
+            raise MediaError(f"{reader.path}: not a readable video (no frame could be decoded)")
+        if declared and count < declared:
+            raise MediaError(f"{reader.path}: the video ended after {count} of the {declared} frames its header "
+                             "declares (file cut short?)")
 
 
 def _read_gif(path: Path) -> VideoClip:
