@@ -1,6 +1,7 @@
 """A long structured fuzz campaign of the codec: every mutant must be refused with a CodecError or decode.
 
     nice -n 19 python benchmarks/codec_fuzz.py --inputs 100000          # `make fuzz`
+    python benchmarks/codec_fuzz.py --inputs 50000 --first 50000         # the second half, in another process
     python benchmarks/codec_fuzz.py --inputs 2000 --model DIR            # a trained tokenizer
 
 The seed files (uniform, static and LM prior) come from the ``tiny`` preset with
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--inputs", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--first", type=int, default=0, help="index of the first input (split a campaign over processes)")
     p.add_argument("--model", default=None, help="tokenizer directory (default: tiny preset, seed-0 weights)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per input before it counts as a hang")
     p.add_argument("--out", default=None, help="append the Markdown summary to this file")
@@ -39,21 +41,21 @@ def main(argv: list[str] | None = None) -> int:
     tok = VideoTokenizer.from_pretrained(args.model) if args.model else VideoTokenizer(TokenizerConfig.preset("tiny"))
     tok.eval()
     targets = seed_corpus(tok)
-    limits = DecodeLimits(max_pixels=64 * 64, max_frames=64, max_group_frames=32)
+    limits = DecodeLimits(max_pixels=32 * 32, max_frames=64, max_group_frames=32)
     last = [time.perf_counter()]
 
     def progress(i: int, report) -> None:
-        if time.perf_counter() - last[0] > 60 or i + 1 == args.inputs:
+        if time.perf_counter() - last[0] > 60 or report.inputs == args.inputs:
             last[0] = time.perf_counter()
-            print(f"[{i + 1}/{args.inputs}] {report.refused} refused, {report.decoded} decoded, "
+            print(f"[{report.inputs}/{args.inputs}] {report.refused} refused, {report.decoded} decoded, "
                   f"{len(report.crashes)} crashes", file=sys.stderr, flush=True)
 
     report = run_fuzz(tok, targets, args.inputs, seed=args.seed, limits=limits, input_timeout=args.timeout,
-                      progress=progress)
+                      progress=progress, first=args.first)
     lines = [
         f"### Codec fuzz, {datetime.date.today()} ({platform.machine()}, {os.cpu_count()} cores, 1 thread)",
         "",
-        f"Command: `python benchmarks/codec_fuzz.py --inputs {args.inputs} --seed {args.seed}"
+        f"Command: `python benchmarks/codec_fuzz.py --inputs {args.inputs} --seed {args.seed} --first {args.first}"
         f"{' --model ' + args.model if args.model else ''}`; tokenizer: "
         f"{'--model' if args.model else 'tiny preset, seed-0 random weights'}; seed files: "
         + ", ".join(f"{t.name} prior ({len(t.data)} bytes)" for t in targets)
