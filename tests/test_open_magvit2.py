@@ -110,14 +110,19 @@ def test_ema_or_raw_is_chosen_explicitly(tmp_path: Path) -> None:
 
 
 def test_round_trip_through_save_and_load(tmp_path: Path) -> None:
-    tok = from_open_magvit2(Reference("256").state_dict(), ema=False)
+    from safetensors.torch import save_file
+
+    state = Reference("256").state_dict()
+    tok = from_open_magvit2(state, ema=False)
     tok.save_pretrained(tmp_path / "m")
     back = VideoTokenizer.from_pretrained(tmp_path / "m")
-    assert back.config == tok.config
+    save_file(state, str(tmp_path / "state.safetensors"))  # their state dict as safetensors reads the same
+    from_safetensors = from_open_magvit2(tmp_path / "state.safetensors", ema=False)
+    assert back.config == tok.config == from_safetensors.config
     x = _images()[:, :, None]
     with torch.no_grad():
         idx = tok.encode(x)
-        assert torch.equal(back.encode(x), idx)
+        assert torch.equal(back.encode(x), idx) and torch.equal(from_safetensors.encode(x), idx)
         assert torch.equal(back.decode(idx), tok.decode(idx))
 
 
