@@ -333,7 +333,9 @@ def state_dict_digest(state: Mapping[str, torch.Tensor], prefix: bytes = b"") ->
 
 
 def _config_json(config: Any) -> str:
-    if hasattr(config, "to_dict"):
+    if hasattr(config, "identity"):  # fields added since at their old values are left out (old files decode)
+        config = config.identity()
+    elif hasattr(config, "to_dict"):
         config = config.to_dict()
     return json.dumps(config, sort_keys=True, default=repr)
 

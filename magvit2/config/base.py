@@ -54,6 +54,10 @@ class Config:
     """Base class: presets, dict/YAML/JSON round trips and dot-path overrides."""
 
     _presets: ClassVar[dict[str, Callable[[], Any]]]
+    #: fields added after models were first saved, with the value that keeps the old behaviour: while a
+    #: field holds it, :meth:`identity` leaves it out, so a model's identity (e.g. the fingerprint in
+    #: codec files) does not change when the config class grows a field
+    added_fields: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -89,6 +93,19 @@ class Config:
             return v
 
         return conv(self)
+
+    def identity(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the :attr:`added_fields` that hold their old-behaviour value (recursively)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if not f.init:
+                continue
+            v = getattr(self, f.name)
+            if f.name in self.added_fields and v == self.added_fields[f.name]:
+                continue
+            out[f.name] = v.identity() if isinstance(v, Config) else Config.to_dict(v) if dataclasses.is_dataclass(v) else (
+                list(v) if isinstance(v, tuple) else v)
+        return out
 
     @classmethod
     def from_dict(cls: type[C], data: dict[str, Any]) -> C:

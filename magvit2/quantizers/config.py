@@ -8,6 +8,7 @@ adds its class under ``magvit2/quantizers`` (registered with
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from magvit2.config.base import Config
 
@@ -29,3 +30,6 @@ class QuantizerConfig(Config):
     exact_method: str = "auto"  #: "dense", "sparse" or "auto": how "exact" mode forms the joint mean
     # ----- FSQ (see magvit2.quantizers.FSQ) -----
     levels: tuple[int, ...] = ()  #: quantization levels per latent channel, e.g. (8, 5, 5, 5)
+
+    #: fields added since the first shipped models, at their old-behaviour values (see Config.identity)
+    added_fields: ClassVar[dict[str, Any]] = {"kind": "lfq", "exact_method": "auto", "levels": ()}

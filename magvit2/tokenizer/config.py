@@ -13,6 +13,7 @@ Presets (``TokenizerConfig.preset(name)``):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from magvit2.config.base import Config, ConfigError
 from magvit2.quantizers import QuantizerConfig, quantizer_class, token_bits
@@ -70,6 +71,12 @@ class TokenizerConfig(Config):
     #: (ours) or "first" (Open-MAGVIT2's video tokenizer); later latent frames keep every phase
     first_frame_phase: str = "last"
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+
+    #: fields added since the first shipped models, at their old-behaviour values (see Config.identity)
+    added_fields: ClassVar[dict[str, Any]] = {
+        "adaptive_norm": "per-block-conv", "latent_norm": True, "resblock_bias": True, "encoder_in_bias": True,
+        "norm_scope": "frame", "first_frame_phase": "last",
+    }
 
     def __post_init__(self) -> None:
         n_down = len(self.channel_multipliers) - 1
