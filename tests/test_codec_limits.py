@@ -142,9 +142,9 @@ def test_frame_limits_and_raising_them(tok) -> None:
 def test_cli_decompress_limits(tok, tmp_path: Path, capsys) -> None:
     tok.save_pretrained(tmp_path / "tok")
     data = VideoCodec(tok, config=CodecConfig(group_frames=5)).encode(_frames(5, 16, 16)).data
-    (tmp_path / "x.mv2").write_bytes(data)
+    (tmp_path / "x.mv2c").write_bytes(data)
     out = tmp_path / "out.npy"
-    base = ["decompress", str(tmp_path / "x.mv2"), "-o", str(out), "--model", str(tmp_path / "tok")]
+    base = ["decompress", str(tmp_path / "x.mv2c"), "-o", str(out), "--model", str(tmp_path / "tok")]
     assert main(base + ["--max-pixels", "100"]) == 2
     assert "--max-pixels" in capsys.readouterr().err and not out.exists()
     assert main(base + ["--max-pixels", "256", "--max-frames", "5"]) == 0

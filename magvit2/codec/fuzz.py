@@ -1,4 +1,4 @@
-"""A structured fuzzer for ``.mv2`` files: the codec must refuse every bad file with a :class:`CodecError`.
+"""A structured fuzzer for ``.mv2c`` files: the codec must refuse every bad file with a :class:`CodecError`.
 
 CRC-32 stops accidents, not people: anyone can recompute it. This fuzzer knows
 the format. It takes valid files (:func:`seed_corpus`), parses their stored
