@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from magvit2.config import ConfigError
+from magvit2.data.io import MediaError
 from magvit2.data import (
     DataConfig,
     MediaDataset,
@@ -151,7 +152,7 @@ def test_all_unreadable_is_a_clear_error(tmp_path):
     with pytest.warns(RuntimeWarning), pytest.raises(ValueError, match=r"no usable files in source .*1 listed, 1 unr"):
         MediaDataset(discover(tmp_path), num_frames=1, resolution=8, probe=True)
     ds = MediaDataset(discover(tmp_path), num_frames=1, resolution=8)
-    with pytest.warns(RuntimeWarning), pytest.raises(RuntimeError, match="no readable file found"):
+    with pytest.warns(RuntimeWarning), pytest.raises(MediaError, match="no readable file found"):  # a user error
         ds[0]
 
 
