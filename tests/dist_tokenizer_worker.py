@@ -30,8 +30,10 @@ def main(out: str, parallel: str = "ddp", steps: str = "3", resume: str = "no") 
                               out_dir=out, progress=False, device="cpu", parallel=parallel)
     cfg = cfg.override(["loss.adversarial.discriminator_start=1", "loss.perceptual_weight=0"])
     tr = TokenizerTrainer(cfg, Clips(n=8), eval_dataset=Clips(n=4))
+    rng_after_resume = None
     if resume == "resume":
         assert tr.resume(), "no checkpoint to resume from"
+        rng_after_resume = hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest()
     tr.fit()
     rank = tr.info.rank
     h = hashlib.sha256()
@@ -43,7 +45,7 @@ def main(out: str, parallel: str = "ddp", steps: str = "3", resume: str = "no") 
     q = model.quantize(z)  # codebook entropy through the all-reduce hook: same on both ranks
     Path(out, f"rank{rank}.json").write_text(json.dumps(
         {"ema": h.hexdigest(), "codebook_entropy": float(q.codebook_entropy),
-         "world": int(os.environ["WORLD_SIZE"]), "steps": tr.g_steps}))
+         "world": int(os.environ["WORLD_SIZE"]), "steps": tr.g_steps, "rng_after_resume": rng_after_resume}))
     from magvit2.train.distributed import cleanup
 
     cleanup()

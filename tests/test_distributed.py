@@ -2,6 +2,7 @@
 rank-0 writing, whole-tensor checkpoints and resume under FSDP2."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -74,3 +75,9 @@ def test_fsdp_matches_ddp_and_resumes(ddp_run: Path, tmp_path: Path) -> None:
     torchrun(str(out), "fsdp", "4", "resume")
     check_ranks(out, 4)
     assert (out / "checkpoints" / "step_0000004.pt").is_file()
+    # Every rank's random stream was saved and each rank resumed its own (not a reseeded one).
+    saved = torch.load(out / "checkpoints" / "step_0000003.pt", map_location="cpu", weights_only=False)["rng"]
+    assert len(saved) == 2 and not torch.equal(saved[0]["torch"], saved[1]["torch"])
+    for rank in (0, 1):
+        got = json.loads((out / f"rank{rank}.json").read_text())["rng_after_resume"]
+        assert got == hashlib.sha256(saved[rank]["torch"].numpy().tobytes()).hexdigest(), f"rank {rank}"

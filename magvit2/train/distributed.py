@@ -6,6 +6,7 @@ the trainers apply DDP / FSDP2 from outside and hand the quantizer a reduce hook
 """
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -53,11 +54,18 @@ def init_distributed(device: str = "auto") -> DistInfo:
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(minutes=30))
+        # Whatever way the process ends, tear the group down while the interpreter is still alive: gloo's
+        # worker threads must not outlive it (at interpreter teardown they abort the process).
+        atexit.register(cleanup, wait=False)
     return DistInfo(rank, world, local, dev)
 
 
-def cleanup() -> None:
+def cleanup(wait: bool = True) -> None:
+    """Tear the process group down. With ``wait``, first wait for every rank, so no rank closes its
+    connections while another still has a collective in flight; pass False on an error path."""
     if dist.is_available() and dist.is_initialized():
+        if wait and dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 
