@@ -168,8 +168,10 @@ def bpp_at_metric(points: Sequence[RDPoint], value: float, metric: str = "psnr")
 
 
 def _write_csv(points: Sequence[RDPoint], path: Path) -> None:
+    from magvit2.files import atomic_write
+
     rows = [asdict(p) for p in points]
-    with path.open("w", newline="") as f:
+    with atomic_write(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -203,8 +205,11 @@ def plot_rd(points: Sequence[RDPoint], videos: Sequence[str], metrics: Sequence[
             ax.set_title(name, fontsize=9)
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=8)
+    from magvit2.files import atomic_write
+
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
 
 
@@ -290,5 +295,7 @@ def run_rd(videos: Mapping[str, np.ndarray | str | Path] | Sequence[np.ndarray |
     _write_csv(points, report.csv_path)
     plot_rd(points, names, metrics, report.plot_path)
     report.summary = _summary(points, names, codecs, metrics, notes)
-    report.summary_path.write_text(report.summary)
+    from magvit2.files import write_text_atomic
+
+    write_text_atomic(report.summary_path, report.summary)
     return report

@@ -8,7 +8,6 @@ after all ranks finish.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from magvit2.data.tokens import MANIFEST, shard_name
 from magvit2.errors import UserError
+from magvit2.files import atomic_write, write_text_atomic
 from magvit2.train import distributed as dist_utils
 
 __all__ = ["tokenize_dataset"]
@@ -52,9 +52,8 @@ def tokenize_dataset(tokenizer, dataset: Dataset, out_dir: str | Path, *, shard_
             labels.append(torch.as_tensor(batch["label"]).long())
         tokens = torch.cat(toks)
         grid = list(tokens.shape[1:])
-        tmp = out / (shard_name(k) + ".tmp")
-        save_file({"tokens": tokens.contiguous(), "labels": torch.cat(labels)}, str(tmp))
-        os.replace(tmp, out / shard_name(k))
+        with atomic_write(out / shard_name(k)) as tmp:
+            save_file({"tokens": tokens.contiguous(), "labels": torch.cat(labels)}, str(tmp))
         if bar is not None:
             bar.update(world_size)
     if bar is not None:
@@ -69,8 +68,6 @@ def tokenize_dataset(tokenizer, dataset: Dataset, out_dir: str | Path, *, shard_
                     "bits": tokenizer.config.token_bits, "class_names": list(class_names) if class_names else labels_seen,
                     "num_classes": len(class_names) if class_names else None,
                     **(info or {})}
-        tmp = out / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(manifest, indent=2))
-        os.replace(tmp, out / MANIFEST)
+        write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2))
     dist_utils.barrier()
     return out
