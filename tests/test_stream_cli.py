@@ -2,6 +2,7 @@
 codec with bounded memory (a counting reader and writer), and a video cut short."""
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,10 @@ import magvit2.data.io as media_io
 import magvit2.data.writers as writers
 from magvit2.cli.main import main
 from magvit2.cli.reconstruct import CHUNK_FRAMES
+from magvit2.codec import read_header
+from magvit2.codec.compress import READ_CHUNK_FRAMES
+
+codec_compress = importlib.import_module("magvit2.codec.compress")  # the package exports a function of that name
 from magvit2.tokenizer.config import TokenizerConfig
 from magvit2.data.io import video_info
 from magvit2.tokenizer import VideoTokenizer
@@ -48,30 +53,46 @@ def long_video(tmp_path_factory) -> Path:
 
 
 class Counter:
-    """Frames read from media files minus frames written to videos, and the largest difference seen."""
+    """Frames in flight: read from media files or decoded by the tokenizer, minus frames written to videos or
+    encoded by the tokenizer; ``most`` is the largest count seen."""
 
     def __init__(self, monkeypatch) -> None:
-        self.read = self.written = self.most = 0
+        self.now = self.most = self.read = self.written = 0
         stream_media, write_video = media_io.stream_media, writers.write_video
+        encode, decode = VideoTokenizer.encode, VideoTokenizer.decode
 
         def counted_stream(*args, **kwargs):
             media = stream_media(*args, **kwargs)
-            return media._replace(chunks=self._count(media.chunks, +1))
+            return media._replace(chunks=self._count(media.chunks, "read"))
 
         def counted_write(path, frames, *args, **kwargs):
             chunks = [frames] if isinstance(frames, np.ndarray) else frames
-            return write_video(path, self._count(chunks, -1), *args, **kwargs)
+            return write_video(path, self._count(chunks, "written"), *args, **kwargs)
 
-        monkeypatch.setattr(media_io, "stream_media", counted_stream)
-        monkeypatch.setattr(writers, "write_video", counted_write)
+        def counted_encode(tok, video):
+            self._step(-video.shape[2])
+            return encode(tok, video)
 
-    def _count(self, chunks, sign: int):
+        def counted_decode(tok, tokens):
+            out = decode(tok, tokens)
+            self._step(out.shape[2])
+            return out
+
+        for module in (media_io, codec_compress):  # the codec binds the reader and writer at import
+            monkeypatch.setattr(module, "stream_media", counted_stream)
+        for module in (writers, codec_compress):
+            monkeypatch.setattr(module, "write_video", counted_write)
+        monkeypatch.setattr(VideoTokenizer, "encode", counted_encode)
+        monkeypatch.setattr(VideoTokenizer, "decode", counted_decode)
+
+    def _step(self, n: int) -> None:
+        self.now += n
+        self.most = max(self.most, self.now)
+
+    def _count(self, chunks, what: str):
         for c in chunks:
-            if sign > 0:
-                self.read += len(c)
-            else:
-                self.written += len(c)
-            self.most = max(self.most, self.read - self.written)
+            setattr(self, what, getattr(self, what) + len(c))
+            self._step(len(c) if what == "read" else -len(c))
             yield c
 
 
@@ -82,6 +103,36 @@ def test_reconstruct_streams_a_long_video(micro: Path, long_video: Path, tmp_pat
     assert f"{LONG} frame(s) 8x8" in capsys.readouterr().out
     assert video_info(out).num_frames == LONG == count.read == count.written
     assert count.most <= 3 * CHUNK_FRAMES, count.most  # a chunk or two in flight, never the video
+
+
+def test_codec_streams_a_long_video(micro: Path, long_video: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    count = Counter(monkeypatch)
+    code, out = tmp_path / "long.mv2c", tmp_path / "back.mkv"
+    assert main(["compress", str(long_video), "-o", str(code), "--model", str(micro), "--gop", "33"]) == 0
+    assert count.read == LONG and count.most <= 33 + READ_CHUNK_FRAMES, count.most  # one GOP and a chunk
+    header = read_header(code.read_bytes())
+    assert [g.frames for g in header.groups] == [33] * (LONG // 33) + [LONG % 33]  # the container records the GOPs
+    most_reading = count.most
+    count.most = count.now = 0
+    assert main(["decompress", str(code), "-o", str(out), "--model", str(micro)]) == 0
+    assert f"{LONG} frame(s) 8x8" in capsys.readouterr().out
+    assert video_info(out).num_frames == LONG == count.written and count.most <= 33 + 3, (most_reading, count.most)
+
+
+def test_a_truncated_codec_file_is_refused_in_one_line(micro: Path, tmp_path: Path, capsys) -> None:
+    frames = np.random.default_rng(2).integers(0, 256, (20, 8, 8, 3), dtype=np.uint8)
+    np.save(tmp_path / "in.npy", frames)
+    code = tmp_path / "x.mv2c"
+    assert main(["compress", str(tmp_path / "in.npy"), "-o", str(code), "--model", str(micro), "--gop", "9"]) == 0
+    data = code.read_bytes()
+    keep = tmp_path / "keep.mkv"
+    keep.write_bytes(b"old")
+    for cut in (len(data) - 1, len(data) // 2, 10):
+        code.write_bytes(data[:cut])
+        assert main(["decompress", str(code), "-o", str(keep), "--model", str(micro)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+        assert keep.read_bytes() == b"old"
 
 
 def test_a_video_cut_short_is_one_line_and_keeps_the_old_output(micro: Path, tmp_path: Path, capsys) -> None:

@@ -22,7 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lm", default=None, help="generator directory for --prior lm (its tokenizer is used)")
     p.add_argument("--size", type=int, default=None, help="resize the short side before coding")
     p.add_argument("--max-frames", type=int, default=None)
-    p.add_argument("--group", type=int, default=None, help="frames per causal group (1 + 4k); default: the model's")
+    p.add_argument("--gop", "--group", dest="group", type=int, default=None,
+                   help="keyframe interval: frames per causal group (1 + 4k), each one causal stream that a decoder "
+                        "can start at; default: the model's group_frames, the clip length it was trained on")
     p.add_argument("--device", default="cpu", help="cpu keeps probabilities bit-identical across machines")
     p.set_defaults(func=run_compress)
 
@@ -55,7 +57,7 @@ def run_compress(args: argparse.Namespace) -> int:
 
 
 def run_decompress(args: argparse.Namespace) -> int:
-    from magvit2.codec import DecodeLimits, decompress_file, read_header
+    from magvit2.codec import DecodeLimits, decompress_to_file, read_header
     from magvit2.data.writers import FRAMES_OUTPUT, VIDEO_OUTPUTS
     from magvit2.errors import UserError
     from magvit2.models import load_codec_models
@@ -69,7 +71,6 @@ def run_decompress(args: argparse.Namespace) -> int:
     limits = DecodeLimits(**{k: v for k, v in given.items() if v is not None})
     header = read_header(src.read_bytes(), limits)
     tok, prior = load_codec_models(args.model, header.prior_kind, args.lm, pick_device(args.device))
-    decoded = decompress_file(src, out, tok, prior, limits)
-    t, h, w = decoded.frames.shape[:3]
-    print(f"{src}: {t} frame(s) {w}x{h} -> {out}")
+    header = decompress_to_file(src, out, tok, prior, limits)
+    print(f"{src}: {header.num_frames} frame(s) {header.width}x{header.height} -> {out}")
     return 0

@@ -7,7 +7,8 @@ from magvit2.cli.common import add_model_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="describe a tokenizer: geometry, size, trained clip length, temporal receptive field")
+    p = sub.add_parser("info", help="describe a tokenizer: geometry, size, trained clip length, "
+                                    "temporal receptive field")
     add_model_arg(p)
     p.add_argument("--preset", default=None, help="describe a config preset (no weights) instead of a model directory")
     p.set_defaults(func=run)

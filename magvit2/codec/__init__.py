@@ -16,6 +16,7 @@ from magvit2.codec.compress import (
     compress_file,
     decompress,
     decompress_file,
+    decompress_to_file,
     read_header,
     resolve_prior,
     tokenizer_geometry,
@@ -40,7 +41,7 @@ from magvit2.codec.priors import (
 
 __all__ = [
     "FILE_EXTENSION", "CodecConfig", "CompressStats", "DecodedVideo", "EncodedVideo", "Geometry", "VideoCodec",
-    "compress", "compress_file", "decompress", "decompress_file", "read_header", "resolve_prior",
+    "compress", "compress_file", "decompress", "decompress_file", "decompress_to_file", "read_header", "resolve_prior",
     "tokenizer_geometry", "CodecError", "DecodeLimits", "Header", "fingerprint", "write_frames",
     "STATIC_PRIOR_FILENAME", "LMPrior", "StaticPrior", "TokenPrior", "UniformPrior", "default_split",
     "fit_static_prior", "PRIORS", "PriorSource", "load_prior", "prior_for_header", "prior_kinds", "register_prior",

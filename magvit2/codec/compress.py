@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -37,12 +37,14 @@ from magvit2.codec.container import (
 from magvit2.codec.io import check_frames, write_frames
 from magvit2.codec.priors import PRIORS, PriorSource, TokenPrior, load_prior, prior_for_header, prior_kinds
 from magvit2.config.base import Config
-from magvit2.data.io import fps_to_fraction, read_media
+from magvit2.data.io import MediaError, fps_to_fraction, read_media, stream_media
 from magvit2.data.transforms import resize_short_side, to_tensor, to_uint8
+from magvit2.data.writers import VIDEO_OUTPUTS, write_video
 from magvit2.files import write_bytes_atomic
 from magvit2.quantizers.factorize import join_indices, split_indices
-from magvit2.tokenizer.groups import pad_video, plan_groups, valid_length
+from magvit2.tokenizer.groups import pad_video, valid_length
 from magvit2.tokenizer.model import VideoTokenizer
+from magvit2.tokenizer.stream import split_stream
 
 __all__ = [
     "FILE_EXTENSION",
@@ -57,12 +59,14 @@ __all__ = [
     "decompress",
     "compress_file",
     "decompress_file",
+    "decompress_to_file",
     "read_header",
     "resolve_prior",
 ]
 
 #: the codec's file extension (MPEG-2 video already uses .m2v)
 FILE_EXTENSION = ".mv2c"
+READ_CHUNK_FRAMES = 16  #: frames read at a time by :func:`compress_file`
 
 
 @dataclass
@@ -182,21 +186,36 @@ class VideoCodec:
         self.fingerprint = fingerprint(tokenizer, prior, self._tok_hash)
 
     # ----- encoding ---------------------------------------------------------
-    def encode(self, frames: np.ndarray, fps: float | Fraction = 30) -> EncodedVideo:
-        """``uint8 [t, h, w, 3]`` frames -> file bytes, tokens and stats."""
+    def encode(self, frames: np.ndarray | Iterable[np.ndarray], fps: float | Fraction = 30) -> EncodedVideo:
+        """``uint8 [t, h, w, 3]`` frames, or an iterable of such chunks -> file bytes, tokens and stats.
+
+        Chunks are read as they arrive and tokenized one group (GOP) of ``config.group_frames`` frames
+        at a time, so memory holds one group and the coded bytes, never the video. A group is one
+        causal stream (only its first frame is coded alone) and a decoder can start at any group.
+        """
         start = time.perf_counter()
-        frames = check_frames(frames)
         fps_frac = fps_to_fraction(fps)
         g = self.geometry
-        t, h, w, _ = frames.shape
-        if h >= 2**32 or w >= 2**32 or t >= 2**32:
-            raise CodecError(f"video too large for the container: {frames.shape}")
         device, dtype = _model_device(self.tokenizer)
         payloads, entries, tokens = [], [], []
+        t, size = 0, None
+
+        def clips(chunks: Iterable[np.ndarray]) -> Iterator[torch.Tensor]:  # [1, c, t, h, w]
+            nonlocal size
+            for chunk in chunks:
+                chunk = check_frames(chunk)
+                if size is not None and chunk.shape[1:3] != size:
+                    raise MediaError(f"every frame needs the first frame's size {size}, got {chunk.shape[1:3]}")
+                size = chunk.shape[1:3]
+                yield to_tensor(chunk)[None]
+
         with _eval_mode(self.tokenizer):
-            for grp in plan_groups(t, self.config.group_frames, g.temporal):
-                clip = to_tensor(frames[grp.start : grp.start + grp.length])[None]  # [1, c, t, h, w]
-                clip = pad_video(clip, grp.padded, g.spatial).to(device=device, dtype=dtype)
+            for gop in split_stream(clips([frames] if isinstance(frames, np.ndarray) else frames),
+                                    self.config.group_frames):
+                clip = torch.cat(list(gop), dim=2)
+                n = clip.shape[2]
+                t += n
+                clip = pad_video(clip, valid_length(n, g.temporal), g.spatial).to(device=device, dtype=dtype)
                 idx = self.tokenizer.encode(clip)
                 want = (1, *self.tokenizer.config.latent_shape(*clip.shape[2:]))
                 if tuple(idx.shape) != want:
@@ -206,8 +225,13 @@ class VideoCodec:
                     raise ValueError(f"tokenizer.encode returned ids outside [0, 2**{g.bits})")
                 sub = split_indices(rearrange(idx, "t h w -> (t h w)"), self.prior.bits_per_group)
                 payloads.append(self.prior.encode(sub.numpy()))
-                entries.append(GroupEntry(grp.length, 0, 0))
+                entries.append(GroupEntry(n, 0, 0))
                 tokens.append(idx)
+        h, w = size or (0, 0)
+        if t == 0:
+            raise MediaError("no frames to compress")
+        if h >= 2**32 or w >= 2**32 or t >= 2**32:
+            raise CodecError(f"video too large for the container: {t} frames of {w}x{h}")
         header = Header(
             fingerprint=self.fingerprint, width=w, height=h, num_frames=t, fps=fps_frac,
             spatial_factor=g.spatial, temporal_factor=g.temporal, token_bits=g.bits,
@@ -260,22 +284,24 @@ class VideoCodec:
 
     def decode(self, data: bytes, limits: DecodeLimits | None = None) -> DecodedVideo:
         """File bytes -> frames ``uint8 [t, h, w, 3]`` at the true size and frame count (``limits``: see
-        :class:`DecodeLimits`). Holds the output and one group's decoding at a time."""
+        :class:`DecodeLimits`). Holds the output; :meth:`decode_groups` holds one group at a time."""
         header, tokens = self.decode_tokens(data, limits)
-        device, _ = _model_device(self.tokenizer)
-        frames = np.empty((header.num_frames, header.height, header.width, 3), dtype=np.uint8)
-        start = 0
-        with _eval_mode(self.tokenizer):
-            for entry, idx in zip(header.groups, tokens):
-                video = self.tokenizer.decode(idx[None].to(device))
-                if video.ndim != 5 or video.shape[1] != 3 or video.shape[2] < entry.frames \
-                        or video.shape[3] < header.height or video.shape[4] < header.width:
-                    raise ValueError(f"tokenizer.decode returned shape {tuple(video.shape)}, expected "
-                                     f"[1, 3, >={entry.frames}, >={header.height}, >={header.width}]")
-                frames[start : start + entry.frames] = to_uint8(video[0])[: entry.frames, : header.height, : header.width]
-                start += entry.frames
+        frames = np.concatenate(list(self.decode_groups(header, tokens)))
         return DecodedVideo(frames=frames, fps=float(header.fps), fps_fraction=header.fps, tokens=tokens,
                             group_frames=tuple(e.frames for e in header.groups), header=header)
+
+    def decode_groups(self, header: Header, tokens: list[torch.Tensor]) -> Iterator[np.ndarray]:
+        """The frames ``uint8 [t, h, w, 3]`` of each group in turn (from :meth:`decode_tokens`), cropped to
+        the true size: a video of any length is decoded in the memory of one group."""
+        device, _ = _model_device(self.tokenizer)
+        for entry, idx in zip(header.groups, tokens):
+            with _eval_mode(self.tokenizer):
+                video = self.tokenizer.decode(idx[None].to(device))
+            if video.ndim != 5 or video.shape[1] != 3 or video.shape[2] < entry.frames \
+                    or video.shape[3] < header.height or video.shape[4] < header.width:
+                raise ValueError(f"tokenizer.decode returned shape {tuple(video.shape)}, expected "
+                                 f"[1, 3, >={entry.frames}, >={header.height}, >={header.width}]")
+            yield to_uint8(video[0])[: entry.frames, : header.height, : header.width]
 
 
 # ----- functional API ---------------------------------------------------------
@@ -341,10 +367,16 @@ def decompress(data: bytes, tokenizer: VideoTokenizer, prior_obj: TokenPrior | N
     ``lm``). A file asking for more than ``limits`` (default :class:`DecodeLimits`: 2**21 pixels per frame,
     10,000 frames) is refused.
     """
+    return _decoder_for(data, tokenizer, prior_obj, limits).decode(data, limits)
+
+
+def _decoder_for(data: bytes, tokenizer: VideoTokenizer, prior_obj: TokenPrior | None,
+                 limits: DecodeLimits | None) -> VideoCodec:
+    """The codec that decodes ``data``: its header's prior kind, or ``prior_obj`` if it is of that kind."""
     kind = read_header(data, limits).prior_kind
     if prior_obj is not None and prior_obj.kind != kind:
         raise CodecError(f"file uses the {kind!r} prior, got a {prior_obj.kind!r} prior_obj")
-    return VideoCodec(tokenizer, prior_obj if prior_obj is not None else kind).decode(data, limits)
+    return VideoCodec(tokenizer, prior_obj if prior_obj is not None else kind)
 
 
 def read_header(data: bytes, limits: DecodeLimits | None = None) -> Header:
@@ -358,11 +390,15 @@ def compress_file(in_path: str | Path, out_path: str | Path, tokenizer: VideoTok
                   config: CodecConfig | None = None, fps: float | Fraction | None = None,
                   max_frames: int | None = None, size: int | None = None) -> CompressStats:
     """Compress a video, image or ``.npy`` frames file to ``out_path``, atomically (an existing file is
-    replaced only by a complete one); ``size`` resizes the short side first. Returns the sizes and bits per pixel."""
-    frames, fps_frac = _load(in_path, fps, max_frames)
-    if size:
-        frames = to_uint8(resize_short_side(to_tensor(frames)[None], size)[0])
-    enc = VideoCodec(tokenizer, resolve_prior(prior, prior_obj), config).encode(frames, fps_frac)
+    replaced only by a complete one); ``size`` resizes the short side first. Returns the sizes and bits per pixel.
+
+    The input is read chunk by chunk (:func:`~magvit2.data.io.stream_media`), so a video of any length
+    is compressed in the memory of one group of frames; a video cut short raises a one-line MediaError."""
+    media = stream_media(in_path, chunk_frames=READ_CHUNK_FRAMES, max_frames=max_frames)
+    fps_frac = fps_to_fraction(fps if fps is not None else (media.fps or 30))
+    chunks = media.chunks if not size else (to_uint8(resize_short_side(to_tensor(c)[None], size)[0])
+                                            for c in media.chunks)
+    enc = VideoCodec(tokenizer, resolve_prior(prior, prior_obj), config).encode(chunks, fps_frac)
     write_bytes_atomic(out_path, enc.data)
     return enc.stats
 
@@ -378,3 +414,22 @@ def decompress_file(in_path: str | Path, out_path: str | Path | None, tokenizer:
     if out_path is not None:
         write_frames(out_path, decoded.frames, decoded.fps_fraction)
     return decoded
+
+
+def decompress_to_file(in_path: str | Path, out_path: str | Path, tokenizer: VideoTokenizer,
+                       prior_obj: TokenPrior | None = None, limits: DecodeLimits | None = None) -> Header:
+    """Decode a ``.mv2c`` file straight into a video file (:data:`~magvit2.data.writers.VIDEO_OUTPUTS`),
+    group by group: memory holds the file's tokens and one group of frames, whatever the video's length.
+    Other outputs (``.npy``, images) are written whole. Returns the file's header."""
+    path, out = Path(in_path), Path(out_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"input not found: {path}")
+    data = path.read_bytes()
+    codec = _decoder_for(data, tokenizer, prior_obj, limits)
+    header, tokens = codec.decode_tokens(data, limits)
+    groups = codec.decode_groups(header, tokens)
+    if out.suffix.lower() in VIDEO_OUTPUTS:
+        write_video(out, groups, fps=float(header.fps))
+    else:
+        write_frames(out, np.concatenate(list(groups)), header.fps)
+    return header
