@@ -95,3 +95,8 @@ def test_the_check_catches_an_upward_import(low: str, high: str, tmp_path, monke
     monkeypatch.setattr(sys.modules[__name__], "PKG", copy)
     assert violations() == [f"magvit2/{low}/{target.name}:{len(target.read_text().splitlines())}: imports "
                             f"magvit2.{high} (layer {LAYERS[high]}) from layer {LAYERS[low]}"]
+
+
+def test_demo_uses_the_library_not_the_cli() -> None:
+    demo = PKG / "demo.py"
+    assert [name for _, name in _imports(demo, "magvit2.demo") if _part(name) == "cli"] == []

@@ -120,7 +120,7 @@ def prepare(cfg: LLMDemoConfig, out: Path, tokenizer_dir: str | Path | None = No
             cap.write_text("".join(ds.caption_of(i) + "\n" for i in range(n)))
     text_tok = _text_tokenizer()
     grid = TokenDataset(out / "tokens_train").grid
-    vocab = extend_vocabulary(text_tok, None, VisualVocabConfig(bits=tok.config.bits, groups=2, max_grid=max(grid)))
+    vocab = extend_vocabulary(text_tok, None, VisualVocabConfig(bits=tok.config.token_bits, groups=2, max_grid=max(grid)))
     captions = (out / "captions_train.txt").read_text().splitlines()
     export_llm_dataset(out / "tokens_train", vocab, out / "llm_train", captions=captions)
     return vocab
