@@ -47,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     def progress(i: int, report) -> None:
         if time.perf_counter() - last[0] > 60 or report.inputs == args.inputs:
             last[0] = time.perf_counter()
-            print(f"[{report.inputs}/{args.inputs}] {report.refused} refused, {report.decoded} decoded, "
-                  f"{len(report.crashes)} crashes", file=sys.stderr, flush=True)
+            print(f"[{report.inputs}/{args.inputs}] {report.summary()}", file=sys.stderr, flush=True)
 
     report = run_fuzz(tok, targets, args.inputs, seed=args.seed, limits=limits, input_timeout=args.timeout,
                       progress=progress, first=args.first)

@@ -281,8 +281,8 @@ def run_fuzz(tokenizer: Any, targets: list[FuzzTarget], num_inputs: int, seed: i
             report.crashes.append((target.name, i, f"{type(e).__name__}: {e}"[:300]))
         report.inputs += 1
         report.max_seconds = max(report.max_seconds, time.perf_counter() - t0)
+        report.seconds = time.perf_counter() - start
+        report.rss_growth_mb = _peak_rss_mb() - rss0
         if progress is not None:
             progress(i, report)
-    report.seconds = time.perf_counter() - start
-    report.rss_growth_mb = _peak_rss_mb() - rss0
     return report
