@@ -90,3 +90,67 @@ def test_damaged_token_files_are_refused(tmp_path: Path) -> None:
     (d / shard_name(5)).write_bytes(b"")
     with pytest.raises(TokenDataError, match="found 3"):
         TokenDataset(d)
+
+
+# ----- model directories -------------------------------------------------------------------------
+
+
+def _edit_config(path: Path, **changes) -> None:
+    meta = json.loads((path / "config.json").read_text())
+    meta["config"].update(changes)
+    (path / "config.json").write_text(json.dumps(meta))
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory) -> dict[str, Path]:
+    from magvit2.generation.config import LMConfig
+    from magvit2.generation.pipeline import VideoGenerator, build_lm
+    from magvit2.tokenizer import TokenizerConfig, VideoTokenizer
+
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    tok = VideoTokenizer(TokenizerConfig.preset("tiny"))
+    tok.save_pretrained(root / "tok")
+    lm = build_lm(LMConfig.preset("tiny", bits=tok.config.token_bits), "mlm")
+    VideoGenerator(lm, tok).save_pretrained(root / "gen")
+    return {"tok": root / "tok", "gen": root / "gen"}
+
+
+@pytest.mark.parametrize("changes,match", [
+    ({"base_channels": 10**7}, "shape"),  # built for real: 10**14 weights per conv
+    ({"num_res_blocks": 10**7}, "modules"),  # built for real: hours of constructing layers (cap lowered below)
+    ({"channel_multipliers": [1, 2, 2], "temporal_downsample": [True, False]}, "shape|describes"),
+])
+def test_tokenizer_directory_with_absurd_sizes_fails_fast(model_dirs, tmp_path: Path, monkeypatch, changes, match) -> None:
+    import shutil
+
+    import magvit2.layers.model_io as model_io
+
+    from magvit2.layers.model_io import CheckpointError
+    from magvit2.tokenizer import VideoTokenizer
+
+    d = tmp_path / "tok"
+    shutil.copytree(model_dirs["tok"], d)
+    VideoTokenizer.from_pretrained(d)  # intact
+    monkeypatch.setattr(model_io, "MAX_MODULES", 300)  # the tiny preset has about 100; reach the cap quickly
+    _edit_config(d, **changes)
+    with pytest.raises(CheckpointError, match=match):
+        VideoTokenizer.from_pretrained(d)
+
+
+@pytest.mark.parametrize("changes,match", [({"width": 2**20, "heads": 1}, "shape"), ({"depth": 10**7}, "modules")])
+def test_generator_directory_with_absurd_sizes_fails_fast(model_dirs, tmp_path: Path, monkeypatch, changes, match) -> None:
+    import shutil
+
+    import magvit2.layers.model_io as model_io
+
+    from magvit2.generation.pipeline import VideoGenerator
+    from magvit2.layers.model_io import CheckpointError
+
+    d = tmp_path / "gen"
+    shutil.copytree(model_dirs["gen"], d)
+    VideoGenerator.from_pretrained(d)
+    monkeypatch.setattr(model_io, "MAX_MODULES", 300)
+    _edit_config(d, **changes)
+    with pytest.raises(CheckpointError, match=match):
+        VideoGenerator.from_pretrained(d)

@@ -11,7 +11,9 @@ from typing import Iterable, Iterator, NamedTuple
 import torch
 from torch import nn
 
-from magvit2.layers.model_io import CheckpointError, load_pretrained, load_state_strict, save_pretrained
+from magvit2.layers.model_io import (
+    CheckpointError, build_for_state, load_pretrained, load_state_strict, save_pretrained,
+)
 from magvit2.tokenizer.config import TokenizerConfig
 from magvit2.quantizers import Quantizer, QuantizerOutput, ReduceHook, build_quantizer
 from magvit2.tokenizer.decoder import Decoder
@@ -114,6 +116,7 @@ class VideoTokenizer(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "VideoTokenizer":
         meta, state = load_pretrained(path, FORMAT, map_location)
-        model = cls(TokenizerConfig.from_dict(meta["config"]))
+        config = TokenizerConfig.from_dict(meta["config"])
+        model = build_for_state(lambda: cls(config), state, path)  # absurd sizes fail before allocating
         load_state_strict(model, state, path)
         return model.eval()
