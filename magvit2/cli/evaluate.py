@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from magvit2.cli.classify import add_eval_parser
 from magvit2.cli.common import add_model_arg, data_config, load_tokenizer, pick_device
 from magvit2.errors import UserError
 
@@ -37,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--codecs", default="hevc,vvc,h264")
     d.add_argument("--no-lpips", action="store_true")
     d.set_defaults(func=run_rd_cmd)
+    add_eval_parser(ev)  # eval classify (magvit2.cli.classify)
 
 
 def run_recon(args: argparse.Namespace) -> int:

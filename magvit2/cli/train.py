@@ -9,21 +9,26 @@ from __future__ import annotations
 import argparse
 import sys
 
+from magvit2.cli.classify import add_train_options, understanding_trainer
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a tokenizer or a token language model")
-    p.add_argument("what", choices=["tokenizer", "lm"], help="which model to train")
+    p.add_argument("what", choices=["tokenizer", "lm", "classifier", "pretrain"], help="which model to train")
     p.add_argument("--config", required=True, help="a preset name (e.g. tiny) or a YAML file")
     p.add_argument("overrides", nargs="*", help="dot-path overrides, e.g. steps=100 model.bits=10")
     p.add_argument("--no-resume", action="store_true", help="start from scratch even if checkpoints exist")
     p.add_argument("--resume-from", default=None, help="a specific checkpoint file to resume from")
+    add_train_options(p)  # classifier / pretrain: --inputs, --targets, --tokenizer
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from magvit2.train import distributed as dist_utils
 
-    if args.what == "tokenizer":
+    if args.what in ("classifier", "pretrain"):
+        Cfg, T = understanding_trainer(args)
+    elif args.what == "tokenizer":
         from magvit2.train.config import TokenizerTrainConfig as Cfg
         from magvit2.train.tokenizer_trainer import TokenizerTrainer as T
     else:

@@ -4,6 +4,7 @@
 
 - ``"synthetic"``: :class:`~magvit2.data.synthetic.MovingShapes` (label = shape class);
 - ``"digits"``: :class:`~magvit2.data.digits.MovingDigits` (label = digit; test split = unseen handwriting);
+- ``"motion"``: :class:`~magvit2.data.motion.MotionDigits` (label = the digit's motion; one frame cannot tell);
 - ``"packaged"`` / ``"packaged-images"`` / ``"packaged-all"``: the real clips / photos / both shipped in pip wheels
   (:mod:`magvit2.data.packaged`), with their fixed train/test split;
 - ``"photos-motion"``: camera motion synthesised over the photos of the folder ``photos``
@@ -25,6 +26,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from magvit2.config.base import Config, ConfigError
 from magvit2.data.datasets import MediaDataset
 from magvit2.data.digits import MovingDigits
+from magvit2.data.motion import MotionDigits
 from magvit2.data.packaged import packaged_listing
 from magvit2.data.photos import PhotoMotion
 from magvit2.data.sources import KINDS, discover
@@ -32,7 +34,7 @@ from magvit2.data.synthetic import MovingShapes
 
 __all__ = ["BUILTIN_SOURCES", "DataConfig", "build_dataset"]
 
-BUILTIN_SOURCES: tuple[str, ...] = ("synthetic", "digits", "packaged", "packaged-images", "packaged-all", "photos-motion")
+BUILTIN_SOURCES: tuple[str, ...] = ("synthetic", "digits", "motion", "packaged", "packaged-images", "packaged-all", "photos-motion")
 
 
 @dataclass
@@ -131,6 +133,9 @@ def _build_source(cfg: DataConfig, train: bool) -> Dataset:
             colored=cfg.colored,
             seed=cfg.seed,
         )
+    if cfg.source == "motion":  # label = how the digit moves (a single frame cannot tell)
+        return MotionDigits("train" if train else "test", num_samples=cfg.num_samples, num_frames=cfg.num_frames,
+                            resolution=cfg.resolution, digit_size=cfg.digit_size, seed=cfg.seed)
     split = "train" if train else "test"
     if cfg.source == "packaged":
         listing = packaged_listing(split, "videos")
