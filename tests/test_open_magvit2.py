@@ -215,6 +215,14 @@ def test_whole_clip_norms_are_not_causal_and_refuse_streams() -> None:
     with torch.no_grad():  # a change to the last frame reaches the first frame's latent
         assert not torch.equal(tok.encode_latent(video)[:, :, 0], tok.encode_latent(later)[:, :, 0])
     _one_line_error(lambda: list(encode_stream(tok, [video])), "cannot run on a stream")
+    # reconstruct (any length) codes it clip by clip: each keyframe interval is one clip
+    from magvit2.tokenizer.groups import reconstruct_video
+    from magvit2.tokenizer.stream import reconstruct_stream
+
+    long = torch.rand(1, 3, 8, 32, 32) * 2 - 1
+    streamed = torch.cat(list(reconstruct_stream(tok, long.split([3, 5], dim=2), gop=5)), dim=2)
+    assert torch.equal(streamed, reconstruct_video(tok, long, 5))
+    _one_line_error(lambda: list(reconstruct_stream(tok, [long], gop=None)), "keyframe interval")
     with pytest.raises(ValueError, match="global-stats-linear"):
         TokenizerConfig.preset("tiny", norm_scope="clip")
 

@@ -36,7 +36,7 @@ import torch
 
 from magvit2.tokenizer.config import TokenizerConfig
 from magvit2.layers.conv import StreamState
-from magvit2.tokenizer.groups import pad_video
+from magvit2.tokenizer.groups import pad_video, reconstruct_video
 from magvit2.errors import UserError
 
 __all__ = ["StreamState", "encode_stream", "decode_stream", "split_stream", "reconstruct_stream", "ReceptiveField",
@@ -134,7 +134,13 @@ def reconstruct_stream(tokenizer, chunks: Iterable[torch.Tensor], gop: int | Non
     spatial factor and cropped back; each segment's end is padded as :func:`encode_stream` says.
     """
     f = tokenizer.config.spatial_factor
+    if not tokenizer.config.causal and not gop:
+        raise UserError('a tokenizer with norm_scope "clip" codes clips of at most group_frames frames; '
+                        'give a keyframe interval')
     for segment in split_stream(chunks, gop):
+        if not tokenizer.config.causal:  # whole-clip norms (Open-MAGVIT2's video model): each segment is one clip
+            yield reconstruct_video(tokenizer, torch.cat(list(segment), dim=2), gop)
+            continue
         seen, size = 0, None
 
         def padded(seg: Iterator[torch.Tensor] = segment) -> Iterator[torch.Tensor]:
