@@ -24,6 +24,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+from magvit2.data.io import fps_to_fraction
 from magvit2.errors import UserError
 
 __all__ = ["ANCHOR_CODECS", "AnchorResult", "encode_anchor", "ffmpeg_exe"]
@@ -107,7 +108,7 @@ def encode_anchor(frames: np.ndarray, codec: str, qp: int, preset: str = "medium
     padded = np.pad(frames, ((0, 0), (0, -h % 8), (0, -w % 8), (0, 0)), mode="edge")
     hp, wp = padded.shape[1:3]
     _, muxer, suffix, pix_fmt, sei = _CODECS[codec]
-    rate = str(Fraction(fps).limit_denominator(100_000))
+    rate = str(fps_to_fraction(fps))
     exe = ffmpeg_exe()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="magvit2-anchor-") as tmp:
