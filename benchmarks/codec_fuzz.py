@@ -44,7 +44,8 @@ def _forge(data: bytes, payload: bytes | None = None, **fields) -> bytes:
     raw, pos = parse_raw_header(data)
     payload = data[pos:] if payload is None else payload
     raw = replace(raw, **fields)
-    return pack_raw_header(replace(raw, groups=(GroupEntry(raw.groups[0].frames, len(payload), zlib.crc32(payload)),))) + payload
+    groups = (GroupEntry(raw.groups[0].frames, len(payload), zlib.crc32(payload)),)
+    return pack_raw_header(replace(raw, groups=groups)) + payload
 
 
 def attacks(model: str | None) -> str:

@@ -121,7 +121,8 @@ def model_dirs(tmp_path_factory) -> dict[str, Path]:
     ({"num_res_blocks": 10**7}, "modules"),  # built for real: hours of constructing layers (cap lowered below)
     ({"channel_multipliers": [1, 2, 2], "temporal_downsample": [True, False]}, "shape|describes"),
 ])
-def test_tokenizer_directory_with_absurd_sizes_fails_fast(model_dirs, tmp_path: Path, monkeypatch, changes, match) -> None:
+def test_tokenizer_directory_with_absurd_sizes_fails_fast(model_dirs, tmp_path: Path, monkeypatch, changes,
+                                                          match) -> None:
     import shutil
 
     import magvit2.layers.model_io as model_io
@@ -139,7 +140,8 @@ def test_tokenizer_directory_with_absurd_sizes_fails_fast(model_dirs, tmp_path: 
 
 
 @pytest.mark.parametrize("changes,match", [({"width": 2**20, "heads": 1}, "shape"), ({"depth": 10**7}, "modules")])
-def test_generator_directory_with_absurd_sizes_fails_fast(model_dirs, tmp_path: Path, monkeypatch, changes, match) -> None:
+def test_generator_directory_with_absurd_sizes_fails_fast(model_dirs, tmp_path: Path, monkeypatch, changes,
+                                                          match) -> None:
     import shutil
 
     import magvit2.layers.model_io as model_io

@@ -137,8 +137,10 @@ class Header:
             raise bad(f"sub-token split {self.bits_per_group} must be in [1, {MAX_ALPHABET_BITS}] bits each")
         if sum(self.bits_per_group) != self.token_bits:
             raise bad(f"sub-token split {self.bits_per_group} does not sum to {self.token_bits} token bits")
-        if (self.prior_kind == "lm") != (self.lm_chunks > 0) or (self.prior_kind != "lm" and self.lm_order != "raster"):
-            raise bad(f"lm_chunks={self.lm_chunks}, lm_order={self.lm_order!r} inconsistent with prior {self.prior_kind!r}")
+        lm = self.prior_kind == "lm"
+        if lm != (self.lm_chunks > 0) or (not lm and self.lm_order != "raster"):
+            raise bad(f"lm_chunks={self.lm_chunks}, lm_order={self.lm_order!r} inconsistent with prior "
+                      f"{self.prior_kind!r}")
         if not self.groups or any(g.frames < 1 for g in self.groups):
             raise bad("every group needs at least one frame")
         if sum(g.frames for g in self.groups) != self.num_frames:
@@ -147,8 +149,8 @@ class Header:
 
 def _check_limit(name: str, value: int, limit: int, what: str) -> None:
     if value > limit:
-        raise CodecError(f"file asks for {what} {value:,}, above the decoding limit {name}={limit:,} "
-                         f"(raise it with --{name.replace('_', '-')} N or DecodeLimits({name}=N) if you trust the file)")
+        raise CodecError(f"file asks for {what} {value:,}, above the decoding limit {name}={limit:,} (raise it "
+                         f"with --{name.replace('_', '-')} N or DecodeLimits({name}=N) if you trust the file)")
 
 
 @dataclass(frozen=True)

@@ -108,11 +108,9 @@ def seed_corpus(tokenizer: Any) -> list[FuzzTarget]:
     static = fit_static_prior(tokens, uniform.prior.bits_per_group)
     split = tuple(uniform.prior.bits_per_group)
     lm = LMPrior(_Neighbour(split), split, num_chunks=3, order="strided")
-    return [
-        FuzzTarget("uniform", enc.data),
-        FuzzTarget("static", VideoCodec(tokenizer, static, config).encode(_frames(group, 8, 8, 1), fps=30).data, static),
-        FuzzTarget("lm", VideoCodec(tokenizer, lm, config).encode(_frames(group, 16, 16, 2), fps=30).data, lm),
-    ]
+    static_file = VideoCodec(tokenizer, static, config).encode(_frames(group, 8, 8, 1), fps=30).data
+    lm_file = VideoCodec(tokenizer, lm, config).encode(_frames(group, 16, 16, 2), fps=30).data
+    return [FuzzTarget("uniform", enc.data), FuzzTarget("static", static_file, static), FuzzTarget("lm", lm_file, lm)]
 
 
 # ----- mutations -------------------------------------------------------------------------------

@@ -50,9 +50,11 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     """The checked manifest of a token directory: ``num_shards``, ``grid`` (t', h', w') and ``bits`` at least."""
     path = Path(directory) / MANIFEST
     if not path.is_file():
-        raise FileNotFoundError(f"{directory} is not a token directory: {MANIFEST} missing (run `magvit2 tokenize` first)")
+        raise FileNotFoundError(f"{directory} is not a token directory: {MANIFEST} missing "
+                                "(run `magvit2 tokenize` first)")
     if path.stat().st_size > MAX_MANIFEST_BYTES:
-        raise TokenDataError(f"{path}: {path.stat().st_size} bytes is too large for a manifest (at most {MAX_MANIFEST_BYTES})")
+        raise TokenDataError(f"{path}: {path.stat().st_size} bytes is too large for a manifest "
+                             f"(at most {MAX_MANIFEST_BYTES})")
     try:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -61,7 +63,8 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         raise TokenDataError(f"{path}: expected a JSON object, got {type(manifest).__name__}")
     grid = manifest.get("grid")
     if not _is_int(manifest.get("num_shards"), 1, MAX_SHARDS):
-        raise TokenDataError(f"{path}: num_shards must be an integer in [1, {MAX_SHARDS}], got {manifest.get('num_shards')!r}")
+        raise TokenDataError(f"{path}: num_shards must be an integer in [1, {MAX_SHARDS}], "
+                             f"got {manifest.get('num_shards')!r}")
     if not isinstance(grid, list) or len(grid) != 3 or not all(_is_int(x, 1, 1 << 16) for x in grid):
         raise TokenDataError(f"{path}: grid must be three integers in [1, 65536] (t', h', w'), got {grid!r}")
     if not _is_int(manifest.get("bits"), 1, 62):
@@ -108,7 +111,8 @@ class TokenDataset(Dataset):
         grid = self.grid
         counts = [_check_shard(p, grid) for p in shards]  # every header before any data is read
         if "num_items" in self.manifest and sum(counts) != self.manifest["num_items"]:
-            raise TokenDataError(f"{self.dir}: shards hold {sum(counts)} items, the manifest says {self.manifest['num_items']}")
+            raise TokenDataError(f"{self.dir}: shards hold {sum(counts)} items, "
+                                 f"the manifest says {self.manifest['num_items']}")
         parts = [load_file(str(p)) for p in shards]
         self.tokens = torch.cat([p["tokens"] for p in parts]).long()
         self.labels = torch.cat([p["labels"] for p in parts]).long()

@@ -34,7 +34,8 @@ class _SkipInit(torch.overrides.TorchFunctionMode):
     """Meta tensors hold no values: skip weight initialisation (on meta it would import torch._dynamo, seconds)."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if getattr(func, "__module__", None) == "torch.nn.init" or func in (torch.Tensor.normal_, torch.Tensor.uniform_):
+        if getattr(func, "__module__", None) == "torch.nn.init" or func in (torch.Tensor.normal_,
+                                                                             torch.Tensor.uniform_):
             return args[0] if args else next(iter((kwargs or {}).values()))
         return func(*args, **(kwargs or {}))
 
@@ -122,7 +123,8 @@ def build_for_state(factory: Callable[[], M], state: Mapping[str, torch.Tensor],
                                   f"file holds {list(state[name].shape)}")
     unexpected = sorted(set(state) - set(expected))
     if unexpected:
-        raise CheckpointError(f"{where}: the weights file has tensors its config does not describe, e.g. {unexpected[0]!r}")
+        raise CheckpointError(f"{where}: the weights file has tensors its config does not describe, "
+                              f"e.g. {unexpected[0]!r}")
     size = sum(t.numel() * t.element_size() for t in [*probe.parameters(), *probe.buffers()])
     saved = sum(t.numel() * t.element_size() for t in state.values())
     if size > 2 * saved + UNSAVED_BYTES_ALLOWED:
