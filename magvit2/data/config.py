@@ -32,7 +32,7 @@ from magvit2.data.photos import PhotoMotion
 from magvit2.data.sources import KINDS, discover
 from magvit2.data.synthetic import MovingShapes
 
-__all__ = ["BUILTIN_SOURCES", "DataConfig", "build_dataset"]
+__all__ = ["BUILTIN_SOURCES", "DataConfig", "build_dataset", "data_config"]
 
 BUILTIN_SOURCES: tuple[str, ...] = ("synthetic", "digits", "motion", "packaged", "packaged-images", "packaged-all", "photos-motion")
 
@@ -188,3 +188,22 @@ def _packaged() -> DataConfig:
 def _video_17x128() -> DataConfig:
     """A video folder at the paper's 17x128 setting; set ``source=`` to the folder."""
     return DataConfig(source="packaged", num_frames=17, resolution=128, probe=True)
+
+
+def data_config(spec: str, frames: int | None = None, resolution: int | None = None,
+                num_samples: int | None = None) -> DataConfig:
+    """A DataConfig from a preset name, a YAML file, or a path / built-in source (what ``--data`` takes),
+    with optional frame count, resolution and item count."""
+    from pathlib import Path
+
+    if spec in DataConfig.preset_names():
+        cfg = DataConfig.preset(spec)
+    elif spec.endswith((".yaml", ".yml")):
+        cfg = DataConfig.from_yaml(spec)
+    elif spec in BUILTIN_SOURCES or Path(spec).exists():
+        cfg = DataConfig(source=spec)
+    else:
+        raise FileNotFoundError(f"data source not found: {spec} (expected a folder, list file, YAML, or one of "
+                                f"{sorted(set(DataConfig.preset_names()) | set(BUILTIN_SOURCES))})")
+    changes = {k: v for k, v in (("num_frames", frames), ("resolution", resolution), ("num_samples", num_samples)) if v}
+    return dataclasses.replace(cfg, **changes) if changes else cfg
