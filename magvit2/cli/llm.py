@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     d = llm_sub.add_parser("demo", help="train a tiny GPT-2 on captioned moving digits, both directions, and score it")
     d.add_argument("-o", "--output", default="outputs/llm-demo", help="output directory (finished stages are reused)")
-    d.add_argument("--preset", default="tiny", help="tiny (seconds) or digits (the benchmark: 12 CPU minutes per model)")
+    d.add_argument("--preset", default="tiny", help="tiny (seconds) or digits (the benchmark: 5 CPU minutes per model)")
     d.add_argument("--model", default=None, metavar="DIR", help="digits tokenizer directory; default: the shipped one")
     d.add_argument("overrides", nargs="*", help="config overrides key=value (e.g. budget_s=300 mlm=false)")
     d.set_defaults(func=run_demo)

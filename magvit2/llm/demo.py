@@ -33,7 +33,7 @@ from magvit2.llm.causal import greedy_text_ids, pad_batch, sample_video_ids, tin
 from magvit2.llm.export import export_llm_dataset, read_llm_rows
 from magvit2.llm.vocab import VisualVocabConfig, VisualVocabulary, extend_vocabulary
 
-__all__ = ["LLMDemoConfig", "run_demo", "prepare", "train_gpt", "train_mlm", "evaluate"]
+__all__ = ["LLMDemoConfig", "run_demo", "prepare", "train_gpt", "train_mlm", "evaluate", "evaluate_gpt", "evaluate_mlm"]
 
 
 @dataclass
@@ -61,7 +61,7 @@ class LLMDemoConfig(Config):
     width: int = 128
     depth: int = 4
     heads: int = 4
-    budget_s: float = 720.0
+    budget_s: float = 300.0
     max_steps: int = 100_000
     batch_size: int = 16
     lr: float = 1e-3
@@ -147,7 +147,7 @@ def _train(cfg: LLMDemoConfig, model: torch.nn.Module, loss_fn: Callable[[list[i
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.detach().item())
         step += 1
         if step % 50 == 0:
             log(f"{name} step {step} loss {sum(losses[-50:]) / 50:.4f} cpu {time.process_time() - start:.0f}s")
@@ -222,22 +222,35 @@ def _score_clips(videos: torch.Tensor, digits: list[int], directions: list[str] 
     return got
 
 
-@torch.no_grad()
-def evaluate(cfg: LLMDemoConfig, out: Path, tokenizer_dir: str | Path | None = None,
-             log: Callable[[str], None] = _log) -> dict[str, Any]:
-    """Score both directions of the GPT-2 and the MLM's class-conditional clips on held-out data."""
-    from transformers import GPT2LMHeadModel
-
+def _eval_data(cfg: LLMDemoConfig, out: Path, tokenizer_dir: str | Path | None):
+    """The digits tokenizer, the classifier, the held-out items, their digits, directions and tokens."""
     from magvit2.eval.digits import DigitClassifier
     from magvit2.pretrained import default_model_dir
 
     tok = _digits_tokenizer(tokenizer_dir)
     classifier = DigitClassifier.load(default_model_dir("digits-lm") / "digit_classifier.safetensors")
     test = CaptionedDigits("test", cfg.num_eval, cfg.num_frames, cfg.resolution, seed=cfg.seed)
-    data = TokenDataset(out / "tokens_test")
     items = [test[i] for i in range(len(test))]
-    digits = [it["label"] for it in items]
     dirs = [list(DIRECTIONS)[it["direction"]] for it in items]
+    return tok, classifier, items, [it["label"] for it in items], dirs, TokenDataset(out / "tokens_test")
+
+
+def _cached(path: Path, cfg: LLMDemoConfig) -> dict[str, Any] | None:
+    if path.is_file():
+        res = json.loads(path.read_text())
+        if res.get("config") == cfg.to_dict():
+            return res
+    return None
+
+
+@torch.no_grad()
+def evaluate_gpt(cfg: LLMDemoConfig, out: Path, tokenizer_dir: str | Path | None = None) -> dict[str, Any]:
+    """Both directions of the GPT-2 on held-out captions and clips, and the reference figures (``results_gpt.json``)."""
+    from transformers import GPT2LMHeadModel
+
+    if (res := _cached(out / "results_gpt.json", cfg)) is not None:
+        return res
+    tok, classifier, items, digits, dirs, data = _eval_data(cfg, out, tokenizer_dir)
     real = torch.stack([it["video"] for it in items])
     res: dict[str, Any] = {"config": cfg.to_dict(), "num_eval": len(items)}
     res["reference_real_clips"] = _score_clips(real, digits, dirs, classifier)
@@ -269,20 +282,38 @@ def evaluate(cfg: LLMDemoConfig, out: Path, tokenizer_dir: str | Path | None = N
         "well_formed": sum(p is not None for p in parsed) / n,
         "examples": [[it["caption"], c] for it, c in zip(items[:5], caps[:5])]}
     res["gpt2_train"] = json.loads((out / "gpt2" / "train.json").read_text())
-    if (out / "mlm" / "train.json").is_file():
-        from magvit2.layers.model_io import load_pretrained, load_state_strict
-        from magvit2.generation.config import LMConfig
-        from magvit2.generation.pipeline import LM_FORMAT, VideoGenerator, build_lm
+    (out / "results_gpt.json").write_text(json.dumps(res, indent=2))
+    return res
 
-        meta, state = load_pretrained(out / "mlm", LM_FORMAT)
-        lm = build_lm(LMConfig.from_dict(meta["config"]), "mlm")
-        load_state_strict(lm, state, out / "mlm")
-        gen = VideoGenerator(lm, tok)
-        t0 = time.process_time()
-        clips = gen.generate(digits, steps=cfg.mlm_steps, guidance_scale=cfg.guidance, seed=cfg.seed)
-        res["mlm_class_to_video"] = {**_score_clips(clips, digits, None, classifier),
-                                     "cpu_s": round(time.process_time() - t0, 1)}
-        res["mlm_train"] = json.loads((out / "mlm" / "train.json").read_text())
+
+@torch.no_grad()
+def evaluate_mlm(cfg: LLMDemoConfig, out: Path, tokenizer_dir: str | Path | None = None) -> dict[str, Any]:
+    """The MLM's class-conditional clips for the held-out digits, scored by the classifier (``results_mlm.json``)."""
+    from magvit2.generation.config import LMConfig
+    from magvit2.generation.pipeline import LM_FORMAT, VideoGenerator, build_lm
+    from magvit2.layers.model_io import load_pretrained, load_state_strict
+
+    if (res := _cached(out / "results_mlm.json", cfg)) is not None:
+        return res
+    tok, classifier, items, digits, dirs, data = _eval_data(cfg, out, tokenizer_dir)
+    meta, state = load_pretrained(out / "mlm", LM_FORMAT)
+    lm = build_lm(LMConfig.from_dict(meta["config"]), "mlm")
+    load_state_strict(lm, state, out / "mlm")
+    t0 = time.process_time()
+    clips = VideoGenerator(lm, tok).generate(digits, steps=cfg.mlm_steps, guidance_scale=cfg.guidance, seed=cfg.seed)
+    res = {"config": cfg.to_dict(),
+           "mlm_class_to_video": {**_score_clips(clips, digits, None, classifier), "cpu_s": round(time.process_time() - t0, 1)},
+           "mlm_train": json.loads((out / "mlm" / "train.json").read_text())}
+    (out / "results_mlm.json").write_text(json.dumps(res, indent=2))
+    return res
+
+
+def evaluate(cfg: LLMDemoConfig, out: Path, tokenizer_dir: str | Path | None = None,
+             log: Callable[[str], None] = _log) -> dict[str, Any]:
+    """Score the GPT-2 (both directions) and, when trained, the MLM; writes ``results.json``."""
+    res = dict(evaluate_gpt(cfg, out, tokenizer_dir))
+    if (out / "mlm" / "train.json").is_file():
+        res.update(evaluate_mlm(cfg, out, tokenizer_dir))
     (out / "results.json").write_text(json.dumps(res, indent=2))
     return res
 
