@@ -15,12 +15,14 @@ from typing import Any, Callable, ClassVar, TypeVar
 
 from omegaconf import OmegaConf
 
+from magvit2.errors import UserError
+
 __all__ = ["Config", "ConfigError"]
 
 C = TypeVar("C", bound="Config")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config value, key, file or preset is not what was expected."""
 
 
