@@ -7,7 +7,7 @@ import torch
 from magvit2.eval.digits import DigitClassifier
 from magvit2.generation.pipeline import VideoGenerator
 from magvit2.pretrained import default_model_dir
-from magvit2.pretrained.cards import generator_metrics, read_card, tokenizer_metrics
+from magvit2.pretrained.cards import digits_figures, generator_metrics, read_card, tokenizer_metrics
 from magvit2.tokenizer import VideoTokenizer
 
 
@@ -35,8 +35,11 @@ def test_shipped_digits_generator_reproduces_its_card() -> None:
     torch.manual_seed(0)
     got = generator_metrics(gen, clf, per_class=s["clips"] // 10, seed=s["seed"], steps=s["steps"], guidance=s["guidance"])
     assert abs(got["class_accuracy"] - s["class_accuracy"]) <= 0.1  # at most 2 of 20 clips may flip across machines
-    assert card["classifier_heldout_accuracy"] > 0.9  # the figure's classifier itself works on real clips
-    assert card["classifier_accuracy_on_tokenizer_reconstructions"] > 0.9  # the digits tokenizer keeps the digit
-    full = card["generation"]
-    assert full["clips"] >= 100 and full["class_accuracy"] >= 3 * full["chance"]  # conditioning works
+    assert got["class_accuracy"] >= 3 * got["chance"]  # conditioning works on the recomputed slice
+    figures = digits_figures(gen, clf)  # recomputed from the shipped weights on real held-out clips
+    for key, value in figures.items():
+        assert abs(value - card[key]) <= 0.02, key  # 200 / 100 clips: at most 2-4 may flip across machines
+    assert figures["classifier_heldout_accuracy"] > 0.9  # the figure's classifier itself works on real clips
+    assert figures["classifier_accuracy_on_tokenizer_reconstructions"] > 0.9  # the digits tokenizer keeps the digit
+    assert card["generation"]["clips"] >= 100
     assert default_model_dir("digits-tokenizer").is_dir()

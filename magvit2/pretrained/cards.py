@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["TOKENIZER_SLICE", "tokenizer_metrics", "generator_metrics", "read_card", "write_card"]
+__all__ = ["TOKENIZER_SLICE", "digits_figures", "generator_metrics", "read_card", "tokenizer_metrics", "write_card"]
 
 #: held-out data the tokenizer card is measured on (never seen in training)
 TOKENIZER_SLICE = {"source": "packaged-all", "num_frames": 17, "resolution": 64, "image_frames": "repeat",
@@ -44,6 +44,25 @@ def generator_metrics(generator, classifier, per_class: int = 2, seed: int = 0, 
            for i, c in enumerate(range(k))}
     return {"class_accuracy": round(acc, 4), "per_class": per, "clips": len(labels), "steps": steps,
             "guidance": guidance, "seed": seed, "chance": round(1 / k, 4)}
+
+
+@torch.no_grad()
+def digits_figures(generator, classifier, clips: int = 200, recon_clips: int = 100) -> dict[str, float]:
+    """The digit classifier's accuracy on the first ``clips`` held-out real clips, and on the digits
+    tokenizer's reconstructions of the first ``recon_clips`` of them."""
+    from magvit2.data import DataConfig, build_dataset
+    from magvit2.eval.digits import classify_clips
+
+    ds = build_dataset(DataConfig(source="digits", num_frames=generator.num_frames, resolution=32, digit_size=16),
+                       train=False)
+    n = min(clips, len(ds))
+    x = torch.stack([ds[i]["video"] for i in range(n)])
+    y = torch.tensor([ds[i]["label"] for i in range(n)])
+    tok = generator.tokenizer
+    rec = tok.decode(tok.encode(x[:recon_clips].to(generator.device))).clamp(-1, 1).cpu()
+    return {"classifier_heldout_accuracy": round(float((classify_clips(classifier, x) == y).float().mean()), 4),
+            "classifier_accuracy_on_tokenizer_reconstructions":
+                round(float((classify_clips(classifier, rec) == y[:recon_clips]).float().mean()), 4)}
 
 
 def read_card(directory: str | Path) -> dict[str, Any]:

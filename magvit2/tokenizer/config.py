@@ -146,7 +146,7 @@ def _tiny() -> TokenizerConfig:
 @TokenizerConfig.register_preset("small")
 def _small() -> TokenizerConfig:
     return TokenizerConfig(base_channels=16, channel_multipliers=(1, 2, 4), num_res_blocks=1,
-                           temporal_downsample=(True, True), num_groups=8, bits=12, group_frames=5)
+                           temporal_downsample=(True, True), num_groups=8, bits=12, group_frames=17)
 
 
 @TokenizerConfig.register_preset("digits")

@@ -89,18 +89,22 @@ def _tiny() -> TokenizerTrainConfig:
 
 @TokenizerTrainConfig.register_preset("small")
 def _small() -> TokenizerTrainConfig:
-    """The shipped general tokenizer: real in-package clips and photos as 5x64x64 crops, under an hour on 2 CPU cores."""
+    """The shipped general tokenizer (v2): 17x64x64 crops of the in-package clips and photos plus camera motion
+    over the recipe's photos (``recipes/train_shipped.sh`` fetches them and starts from the v1 weights)."""
     return TokenizerTrainConfig(
-        steps=1200, batch_size=4, log_every=10, eval_every=100, ckpt_every=50, out_dir="runs/tokenizer-small",
-        model=TokenizerConfig.preset("small"),
+        steps=600, batch_size=4, log_every=5, eval_every=25, ckpt_every=25, keep_checkpoints=60,
+        out_dir="runs/tokenizer-small-v2", model=TokenizerConfig.preset("small"),
         discriminator=DiscriminatorConfig(base_channels=8, channel_multipliers=(1, 2, 4), dims=3,
                                           temporal_downsample=(True, True, False)),
-        data=DataConfig(source="packaged-all", num_frames=5, resolution=64, image_frames="repeat", clips_per_video=16),
+        data=DataConfig(source="packaged-all", num_frames=17, resolution=64, image_frames="repeat", clips_per_video=16,
+                        photos="runs/data/photos", photo_clips=2),
+        eval_data=DataConfig(source="packaged-all", num_frames=17, resolution=64, image_frames="repeat",
+                             clips_per_video=4),
         loss=TokenizerLossConfig(perceptual=PerceptualConfig(frames=1),
-                                 adversarial=AdversarialConfig(discriminator_start=300, r1_interval=16),
+                                 adversarial=AdversarialConfig(discriminator_start=50, r1_interval=16),
                                  entropy_anneal_steps=200),
         optim=OptimConfig(lr=5e-4, warmup_steps=30), disc_optim=OptimConfig(lr=2e-4, warmup_steps=30),
-        eval_batch=8, ema_decay=0.995,
+        eval_batch=6, ema_decay=0.995, progress=False,
     )
 
 

@@ -1,0 +1,97 @@
+"""Held-out PSNR / LPIPS against training step for a tokenizer run, as CSV + PNG.
+
+Usage: ``python recipes/tokenizer_curve.py RUN_DIR OUT_PREFIX [--every 50] [--init DIR]``
+
+Reads every checkpoint ``RUN_DIR/checkpoints/step_*.pt`` whose step is a multiple of ``--every``,
+evaluates its EMA weights on the shipped tokenizer card's held-out slice (``tokenizer_metrics``:
+carphone clips and two held-out photos, 17x64x64, in groups of the run's ``group_frames``) and writes
+``OUT_PREFIX.csv`` and ``OUT_PREFIX.png``. ``--init DIR`` adds the starting weights as step 0.
+Rows already in an existing CSV are kept, so it can be rerun while the run trains.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from magvit2.config.tokenizer import TokenizerConfig  # noqa: E402
+from magvit2.pretrained.cards import tokenizer_metrics  # noqa: E402
+from magvit2.tokenizer import VideoTokenizer  # noqa: E402
+from magvit2.train.checkpoint import load_checkpoint  # noqa: E402
+
+FIELDS = ["step", "psnr", "ssim", "lpips", "perplexity", "distinct_codes"]
+
+
+def _row(step: int, tok: VideoTokenizer) -> dict:
+    m = tokenizer_metrics(tok.eval())
+    return {"step": step, **{k: m[k] for k in FIELDS[1:]}}
+
+
+def _plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in rows]
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
+    ax[0].plot(steps, [r["psnr"] for r in rows], "o-")
+    ax[0].set(xlabel="step", ylabel="held-out PSNR (dB)")
+    ax[1].plot(steps, [r["lpips"] for r in rows], "o-", color="C1")
+    ax[1].set(xlabel="step", ylabel="held-out LPIPS (VGG)")
+    for a in ax:
+        a.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run", type=Path)
+    p.add_argument("out", type=Path, help="output prefix: writes OUT.csv and OUT.png")
+    p.add_argument("--every", type=int, default=50)
+    p.add_argument("--init", type=Path, default=None, help="the weights the run started from (step 0)")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    csv_path, png_path = args.out.with_suffix(".csv"), args.out.with_suffix(".png")
+    rows = {}
+    if csv_path.is_file():
+        with csv_path.open() as f:
+            rows = {int(r["step"]): {k: float(v) for k, v in r.items()} for r in csv.DictReader(f)}
+    if args.init is not None and 0 not in rows:
+        rows[0] = _row(0, VideoTokenizer.from_pretrained(args.init))
+    import yaml
+
+    model_cfg = TokenizerConfig.from_dict(yaml.safe_load((args.run / "config.yaml").read_text())["model"])
+    for ckpt in sorted((args.run / "checkpoints").glob("step_*.pt")):
+        step = int(re.findall(r"\d+", ckpt.stem)[0])
+        if step % args.every or step in rows:
+            continue
+        state = load_checkpoint(ckpt)
+        tok = VideoTokenizer(model_cfg)
+        tok.load_state_dict({k.removeprefix("model."): v for k, v in state["ema"].items()})
+        rows[step] = _row(step, tok)
+        print(rows[step], flush=True)
+    ordered = [rows[s] for s in sorted(rows)]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with csv_path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS)
+        w.writeheader()
+        for r in ordered:
+            w.writerow({k: (int(r[k]) if k in ("step", "distinct_codes") else round(float(r[k]), 4)) for k in FIELDS})
+    _plot(ordered, png_path, f"{args.run.name}: held-out carphone clips + 2 photos, "
+                             f"{model_cfg.group_frames}-frame groups (EMA weights)")
+    print(f"wrote {csv_path} and {png_path}")
+
+
+if __name__ == "__main__":
+    main()
