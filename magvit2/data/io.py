@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from magvit2.data.transforms import resize_frames
+from magvit2.errors import UserError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -53,7 +54,7 @@ FRAMES_EXTENSION = ".npy"  #: raw ``uint8 [t, h, w, 3]`` frames (no frame rate),
 MAX_FPS_DENOMINATOR = 1001  #: frame rates are kept as fractions with denominators up to this (30000/1001)
 
 
-class MediaError(ValueError):
+class MediaError(UserError):
     """A file exists but is not a readable video or image."""
 
 
