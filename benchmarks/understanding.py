@@ -105,6 +105,7 @@ def main() -> None:
     ap.add_argument("--label-fraction", type=float, default=0.1)
     ap.add_argument("--mask-ratio", type=float, default=0.5)
     ap.add_argument("--seeds", type=int, default=3, help="seeds of the pre-training comparison")
+    ap.add_argument("--seed-start", type=int, default=0, help="first seed (to split the seeds over processes)")
     ap.add_argument("--sup-seeds", type=int, default=1, help="seeds of the supervised runs")
     ap.add_argument("--probe", action="store_true", help="also fit linear probes of the pre-trained backbones")
     ap.add_argument("--depth", type=int, default=2)
@@ -143,7 +144,7 @@ def main() -> None:
 
     if "pretrain" in parts:
         rows: dict[str, list[dict]] = {"scratch": [], "tokens": [], "pixels": [], "probe-tokens": [], "probe-pixels": []}
-        for seed in range(args.seeds):
+        for seed in range(args.seed_start, args.seed_start + args.seeds):
             for targets in ("tokens", "pixels"):
                 pcfg = PretrainConfig.preset("motion")
                 model = dataclasses.replace(pcfg.model, depth=args.depth, width=args.width, heads=args.heads)

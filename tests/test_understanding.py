@@ -5,12 +5,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from magvit2.cli.main import main
-from magvit2.config.tokenizer import TokenizerConfig
+from magvit2.tokenizer.config import TokenizerConfig
 from magvit2.data.motion import MOTIONS, MotionDigits
 from magvit2.generation.transformer import SubTokenEmbedding
 from magvit2.quantizers.factorize import split_indices

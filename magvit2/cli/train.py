@@ -13,7 +13,7 @@ from magvit2.cli.classify import add_train_options, understanding_trainer
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a tokenizer or a token language model")
+    p = sub.add_parser("train", help="train a tokenizer, a token language model or a video classifier")
     p.add_argument("what", choices=["tokenizer", "lm", "classifier", "pretrain"], help="which model to train")
     p.add_argument("--config", required=True, help="a preset name (e.g. tiny) or a YAML file")
     p.add_argument("overrides", nargs="*", help="dot-path overrides, e.g. steps=100 model.bits=10")

@@ -193,7 +193,8 @@ def _tiny_data() -> DataConfig:
 
 
 def _video_data() -> DataConfig:
-    return DataConfig(source="packaged", kind="classes", num_frames=17, resolution=128, random_flip=True, probe=True)
+    """A class-folder video dataset (one folder per class, e.g. UCF-101): set ``data.source=DIR``."""
+    return DataConfig(source="data/ucf101", kind="classes", num_frames=17, resolution=128, random_flip=True, probe=True)
 
 
 _TINY_RUN = dict(steps=60, batch_size=32, log_every=10, eval_every=60, ckpt_every=60, ema_decay=0.0, progress=False,

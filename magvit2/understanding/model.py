@@ -23,7 +23,7 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
-from magvit2.config.serialization import build_for_state, load_pretrained, load_state_strict, save_pretrained
+from magvit2.layers.model_io import build_for_state, load_pretrained, load_state_strict, save_pretrained
 from magvit2.generation.transformer import PositionEmbedding, SubTokenEmbedding, Transformer, init_weights
 from magvit2.quantizers.factorize import split_indices
 from magvit2.tokenizer.model import VideoTokenizer

@@ -206,7 +206,9 @@ class ClassifierTrainer(_UnderstandingTrainer):
         self.model = VideoClassifier(mcfg).to(self.device).train()
         if backbone is not None:
             state = {k: v for k, v in backbone.state_dict().items() if not k.startswith("head.")}
-            self.model.load_state_dict(state, strict=False)
+            missing, unexpected = self.model.load_state_dict(state, strict=False)
+            if unexpected or any(not k.startswith("head.") for k in missing):  # only the class head starts fresh
+                raise RuntimeError(f"init_from {cfg.init_from}: missing {missing[:3]}, unexpected {unexpected[:3]}")
         if cfg.linear_probe:
             for name, p in self.model.named_parameters():
                 p.requires_grad_(name.startswith("head."))
