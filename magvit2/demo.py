@@ -138,9 +138,13 @@ def _generation(res: DemoResult, out: Path, steps: int) -> list[str]:
     gen, name = _generator(res)
     if gen is None:
         return ["## Generation", "", "No shipped generator in this build.", ""]
+    from magvit2.pretrained import default_model_dir
+    from magvit2.pretrained.cards import read_card
+
+    guidance = read_card(default_model_dir("digits-lm"))["generation"]["guidance"]  # the scale on the model card
     labels = list(range(gen.config.num_classes))
     t0 = time.perf_counter()
-    videos = gen.generate(labels, steps=steps, seed=0, guidance_scale=5.0)  # the scale on the model card
+    videos = gen.generate(labels, steps=steps, seed=0, guidance_scale=guidance)
     _log(res, f"generated {len(labels)} class-conditional digit clips in {time.perf_counter() - t0:.1f} s ({name})")
     write_clips(out / "digits_generated.gif", videos, fps=6, nrow=len(labels))
     write_clips(out / "digits_generated.png", videos, fps=6, nrow=len(labels))
@@ -154,7 +158,8 @@ def _generation(res: DemoResult, out: Path, steps: int) -> list[str]:
     _log(res, "continued 4 held-out moving-digit clips from their first 5 frames")
     return [
         "## Generation (moving digits)",
-        f"Generator: {name}. One clip per class 0-9 (rows: classes, columns: frames), {steps} MaskGIT steps, guidance 5:",
+        f"Generator: {name}. One clip per class 0-9 (rows: classes, columns: frames), {steps} MaskGIT steps, "
+        f"guidance {guidance:g}:",
         "",
         "![generated](digits_generated.png)",
         "",

@@ -23,6 +23,7 @@ from magvit2.tokenizer.stream import temporal_receptive_field  # noqa: E402
 
 RUNS = ROOT / "runs"
 GUIDANCE = 5.0  # classifier-free guidance scale for the digits card (best of 2-12 on 50 clips of the trained model)
+CURVE = (0.0, 2.0, 5.0, 8.0)  # guidance scales of the card's curve (0: no guidance)
 
 
 def _last(run: Path, split: str) -> dict:
@@ -122,6 +123,9 @@ def publish_digits() -> None:
     slice_metrics = generator_metrics(gen, clf, per_class=2, guidance=GUIDANCE)
     full = generator_metrics(gen, clf, per_class=10, seed=1, guidance=GUIDANCE)
     figures = digits_figures(gen, clf)
+    curve = {f"{g:.1f}": generator_metrics(gen, clf, per_class=10, seed=1, guidance=g or None) for g in CURVE}
+    curve_rows = "\n".join(f"| {float(g):g} | {m['class_accuracy']:.0%} | " + " | ".join(f"{v:.0%}" for v in m["per_class"].values())
+                           + " |" for g, m in curve.items())
     clf_acc, recon_acc = figures["classifier_heldout_accuracy"], figures["classifier_accuracy_on_tokenizer_reconstructions"]
     tok_run = RUNS / "digits-tokenizer"
     tok_eval = _last(tok_run, "eval")
@@ -132,6 +136,8 @@ def publish_digits() -> None:
             "lm_train_items": json.loads((RUNS / "digits-tokens" / "manifest.json").read_text())["num_items"]}
     cfg = gen.config
     card["classifier_accuracy_on_tokenizer_reconstructions"] = round(recon_acc, 4)
+    card["guidance_curve"] = {g: {"class_accuracy": m["class_accuracy"], "per_class": m["per_class"]} for g, m in curve.items()}
+    card["guidance_curve_setup"] = {"clips": 100, "steps": 12, "seed": 1, "script": "benchmarks/digits_generator.py"}
     acc, chance = full["class_accuracy"], full["chance"]
     if acc < 2 * chance:
         verdict = ("Class-conditional generation is at chance level: it makes digit-like blobs, but not of the "
@@ -166,6 +172,14 @@ assigns **{acc:.1%}** of {full['clips']} generated clips ({full['steps']} MaskGI
 | class | {" | ".join(full['per_class'])} |
 |---|{"---|" * len(full['per_class'])}
 | assigned to it | {" | ".join(f"{v:.0%}" for v in full['per_class'].values())} |
+
+Guidance-scale curve (100 clips, 12 MaskGIT steps, seed 1; `benchmarks/digits_generator.py`):
+
+| guidance | all | {" | ".join(full['per_class'])} |
+|---|---|{"---|" * len(full['per_class'])}
+{curve_rows}
+
+Why it misses the requested class: see `benchmarks/RESULTS.md`, "Digits generator".
 
 The same CNN recognises {recon_acc:.0%} of the tokenizer's reconstructions of held-out real clips, so
 the tokenizer is not what holds the generator back.
