@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from magvit2.llm.demo import LLMDemoConfig, evaluate, evaluate_gpt, evaluate_mlm, prepare, run_demo, train_gpt, train_mlm
+from magvit2.llm.demo import LLMDemoConfig, claim_output, evaluate, evaluate_gpt, evaluate_mlm, prepare, run_demo, train_gpt, train_mlm
 
 
 def main() -> None:
@@ -33,8 +33,7 @@ def main() -> None:
     torch.set_num_threads(1)
     cfg = LLMDemoConfig.preset(args.preset).override(args.overrides)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "demo_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    claim_output(cfg, out)
     if args.stage == "all":
         res = run_demo(cfg, out)
     elif args.stage.startswith("eval"):

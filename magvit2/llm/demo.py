@@ -33,7 +33,7 @@ from magvit2.llm.causal import greedy_text_ids, pad_batch, sample_video_ids, tin
 from magvit2.llm.export import export_llm_dataset, read_llm_rows
 from magvit2.llm.vocab import VisualVocabConfig, VisualVocabulary, extend_vocabulary
 
-__all__ = ["LLMDemoConfig", "run_demo", "prepare", "train_gpt", "train_mlm", "evaluate", "evaluate_gpt", "evaluate_mlm"]
+__all__ = ["LLMDemoConfig", "claim_output", "run_demo", "prepare", "train_gpt", "train_mlm", "evaluate", "evaluate_gpt", "evaluate_mlm"]
 
 
 @dataclass
@@ -83,6 +83,25 @@ def _tiny() -> LLMDemoConfig:
 @LLMDemoConfig.register_preset("digits")
 def _digits() -> LLMDemoConfig:
     return LLMDemoConfig()
+
+
+#: fields that decide the data and the trained models; sampling settings may change between evaluations
+_RUN_FIELDS = ("num_train", "num_eval", "num_frames", "resolution", "width", "depth", "heads", "budget_s", "max_steps",
+               "batch_size", "lr", "warmup_steps", "seed")
+
+
+def claim_output(cfg: LLMDemoConfig, out: Path) -> None:
+    """Record the run's settings in ``out/demo_config.json``; refuse a directory holding another run."""
+    path = out / "demo_config.json"
+    mine = {k: v for k, v in cfg.to_dict().items() if k in _RUN_FIELDS}
+    if path.is_file():
+        theirs = {k: v for k, v in json.loads(path.read_text()).items() if k in _RUN_FIELDS}
+        if theirs != mine:
+            diff = sorted(k for k in _RUN_FIELDS if theirs.get(k) != mine.get(k))
+            raise UserError(f"{out} holds a demo run with other settings ({', '.join(diff)}); choose a new output directory")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(cfg.to_dict(), indent=2))
 
 
 def _log(msg: str) -> None:
@@ -322,7 +341,7 @@ def run_demo(cfg: LLMDemoConfig, out_dir: str | Path, tokenizer_dir: str | Path 
              log: Callable[[str], None] = _log) -> dict[str, Any]:
     """All stages; returns (and writes ``results.json``) the measured figures."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    claim_output(cfg, out)
     vocab = prepare(cfg, out, tokenizer_dir, log)
     train_gpt(cfg, out, vocab, log)
     if cfg.mlm:
