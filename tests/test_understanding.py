@@ -182,6 +182,12 @@ def test_cli_train_pretrain_finetune_and_eval(tiny_tokenizer: Path, tmp_path: Pa
                  f"out_dir={tmp_path / 'pre'}", *small[:3]]) == 0
     assert main(["train", "classifier", "--inputs", "pixels", "--config", "tiny", f"out_dir={tmp_path / 'ft'}",
                  f"init_from={tmp_path / 'pre' / 'export'}", "label_fraction=0.5", *small]) == 0
+    shards = tmp_path / "shards"  # token shards from `magvit2 tokenize`: the classifier takes their tokenizer
+    assert main(["tokenize", "--model", str(tiny_tokenizer), "--data", "motion", "-o", str(shards), "--frames", "9",
+                 "--resolution", "32", "--num-samples", "8"]) == 0
+    assert main(["train", "classifier", "--inputs", "tokens", "--config", "tiny", f"tokens={shards}",
+                 f"out_dir={tmp_path / 'shard-run'}", *small]) == 0
+    assert ClipClassifier.from_pretrained(tmp_path / "shard-run" / "export").tokenizer.config.bits == 8
     out = tmp_path / "report"
     capsys.readouterr()
     assert main(["eval", "classify", "--model", str(tmp_path / "tok" / "export"), "--data", "motion",

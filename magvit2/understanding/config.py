@@ -102,7 +102,7 @@ class _UnderstandingRun(RunConfig):
     model: ClassifierConfig = field(default_factory=ClassifierConfig)
     data: DataConfig = field(default_factory=lambda: DataConfig(source="motion", num_frames=9, resolution=32,
                                                                 random_flip=False))
-    tokenizer: str = ""  #: frozen tokenizer directory (default: the shipped digits tokenizer)
+    tokenizer: str = ""  #: frozen tokenizer (default: the one in a ``tokens`` manifest, else the shipped digits one)
     cache: bool = True  #: hold the clips (and their tokens) in memory, encoded once; off for large data
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, betas=(0.9, 0.98), weight_decay=0.05,
                                                                      warmup_steps=50, grad_clip=1.0))

@@ -194,8 +194,9 @@ class ClassifierTrainer(_UnderstandingTrainer):
             mcfg = dataclasses.replace(backbone.config, num_classes=mcfg.num_classes, dropout=mcfg.dropout)
         if self.class_names:
             mcfg = dataclasses.replace(mcfg, num_classes=len(self.class_names))
-        self.tokenizer = load_frozen_tokenizer(cfg.tokenizer, self.device) if mcfg.inputs == "tokens" else None
         base = self.dataset.dataset if isinstance(self.dataset, Subset) else self.dataset
+        tok_dir = cfg.tokenizer or (base.manifest.get("tokenizer") or "" if isinstance(base, TokenDataset) else "")
+        self.tokenizer = load_frozen_tokenizer(tok_dir, self.device) if mcfg.inputs == "tokens" else None
         if isinstance(base, TokenDataset):
             mcfg = dataclasses.replace(mcfg, grid=base.grid, bits=base.bits)
         else:
