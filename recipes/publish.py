@@ -85,7 +85,7 @@ A small MAGVIT-2 tokenizer (causal 3D CNN + LFQ) trained by `recipes/train_shipp
   synthesised over 68 of the 77 Debian wallpaper photos (`data.photos`, fetched by the recipe); random
   17x64x64 crops. Held out: carphone, two in-package photos (coffee, flower) and 9 of the wallpapers.
 - Training: v1 ({V1_STEPS} steps on 5-frame clips, the previous release), then {steps} steps on 17-frame clips
-  (batch 4, Adam (0, 0.99), lr 5e-4 cosine, L2 + 0.1 LPIPS + LFQ entropy (annealed) + commitment, GAN with a
+  (batch 4, Adam (0, 0.99), lr 5e-4 on a 600-step cosine schedule stopped at step {steps} for time, L2 + 0.1 LPIPS + LFQ entropy (annealed) + commitment, GAN with a
   StyleGAN 3D discriminator, LeCam and lazy R1 from step 50, EMA 0.995). `curve.csv` / `curve.png`: held-out
   PSNR and LPIPS of the EMA weights against the step of the 17-frame stage.
 
