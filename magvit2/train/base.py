@@ -31,7 +31,7 @@ from magvit2.train.logger import RunLogger
 from magvit2.train.precision import Precision
 from magvit2.train.sampler import ResumableSampler
 
-__all__ = ["Trainer", "NonFiniteError", "OptimizerStep", "grad_norm", "rank_seed", "loader_seed"]
+__all__ = ["Trainer", "SingleModelTrainer", "NonFiniteError", "OptimizerStep", "grad_norm", "rank_seed", "loader_seed"]
 
 
 class NonFiniteError(RuntimeError):
@@ -264,3 +264,23 @@ class Trainer:
         self.export()
         self.logger.close()
         return last
+
+
+class SingleModelTrainer(Trainer):
+    """A trainer of one model with an optional EMA, one optimizer and one scheduler.
+
+    Subclasses set ``self.model`` (wrapped for processes or not), ``self.ema`` (an
+    :class:`~magvit2.train.ema.EMA` or None), ``self.opt`` and ``self.sched`` in
+    ``setup()``; the checkpoint state is those four, as whole tensors.
+    """
+
+    def state(self) -> dict[str, Any]:
+        return {"model": dist_utils.model_state(self.model), "ema": self.ema.state_dict() if self.ema else None,
+                "opt": dist_utils.optimizer_state(self.model, self.opt), "sched": self.sched.state_dict()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        dist_utils.load_model_state(self.model, state["model"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        dist_utils.load_optimizer_state(self.model, self.opt, state["opt"])
+        self.sched.load_state_dict(state["sched"])

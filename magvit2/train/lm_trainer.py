@@ -15,7 +15,7 @@ from magvit2.generation.masking import frame_context_mask
 from magvit2.generation.pipeline import VideoGenerator, build_lm
 from magvit2.tokenizer.model import VideoTokenizer
 from magvit2.train import distributed as dist_utils
-from magvit2.train.base import Trainer
+from magvit2.train.base import SingleModelTrainer
 from magvit2.train.ema import EMA
 from magvit2.train.lm_config import LMTrainConfig
 from magvit2.train.schedule import warmup_cosine
@@ -26,7 +26,7 @@ __all__ = ["LMTrainer"]
 EVAL_MASK_SEED = 1234
 
 
-class LMTrainer(Trainer):
+class LMTrainer(SingleModelTrainer):
     cfg: LMTrainConfig
 
     def __init__(self, cfg: LMTrainConfig, dataset: Dataset | None = None) -> None:
@@ -103,17 +103,6 @@ class LMTrainer(Trainer):
             out = self._loss(model, batch)
         model.train(was)
         return {"loss": float(out.loss), "token_accuracy": float(out.token_accuracy)}
-
-    def state(self) -> dict[str, Any]:
-        return {"model": dist_utils.model_state(self.model), "ema": self.ema.state_dict() if self.ema else None,
-                "opt": dist_utils.optimizer_state(self.model, self.opt), "sched": self.sched.state_dict()}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        dist_utils.load_model_state(self.model, state["model"])
-        if self.ema is not None and state.get("ema") is not None:
-            self.ema.load_state_dict(state["ema"])
-        dist_utils.load_optimizer_state(self.model, self.opt, state["opt"])
-        self.sched.load_state_dict(state["sched"])
 
     def _tokenizer_dir(self) -> Path | None:
         if self.cfg.tokenizer:

@@ -26,7 +26,7 @@ from magvit2.data import build_dataset, to_tensor, to_uint8
 from magvit2.data.tokens import TokenDataset
 from magvit2.tokenizer.model import VideoTokenizer
 from magvit2.train import distributed as dist_utils
-from magvit2.train.base import Trainer
+from magvit2.train.base import SingleModelTrainer
 from magvit2.train.ema import EMA
 from magvit2.train.schedule import warmup_cosine
 from magvit2.understanding.config import ClassifierConfig, ClassifierTrainConfig, PretrainConfig
@@ -114,7 +114,7 @@ def _grid(cfg: ClassifierConfig, num_frames: int, resolution: int, tokenizer: Vi
     return dataclasses.replace(cfg, grid=(1 + (num_frames - 1) // pt, resolution // ph, resolution // pw))
 
 
-class _UnderstandingTrainer(Trainer):
+class _UnderstandingTrainer(SingleModelTrainer):
     """The optimizer, EMA, checkpoint state and input plumbing both trainers share."""
 
     model: torch.nn.Module
@@ -154,17 +154,6 @@ class _UnderstandingTrainer(Trainer):
 
     def _sync(self, i: int):
         return self.net.no_sync() if hasattr(self.net, "no_sync") and not self.is_last_micro_batch(i) else nullcontext()
-
-    def state(self) -> dict[str, Any]:
-        return {"model": dist_utils.model_state(self.model), "ema": self.ema.state_dict() if self.ema else None,
-                "opt": dist_utils.optimizer_state(self.model, self.opt), "sched": self.sched.state_dict()}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        dist_utils.load_model_state(self.model, state["model"])
-        if self.ema is not None and state.get("ema") is not None:
-            self.ema.load_state_dict(state["ema"])
-        dist_utils.load_optimizer_state(self.model, self.opt, state["opt"])
-        self.sched.load_state_dict(state["sched"])
 
     @property
     def eval_model(self) -> torch.nn.Module:
