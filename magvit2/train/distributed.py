@@ -17,6 +17,12 @@ from torch import nn
 
 from magvit2.config.base import ConfigError
 
+# Imported here, before any process group exists: its functions take ``group=group.WORLD`` as a default
+# argument, evaluated at import. Imported after init_process_group, those defaults would hold the default
+# group for the life of the interpreter, past destroy_process_group (see cleanup).
+if dist.is_available():
+    from torch.distributed.nn.functional import all_reduce as _nn_all_reduce
+
 __all__ = ["DistInfo", "init_distributed", "cleanup", "all_reduce_mean", "mean_across_ranks",
            "barrier", "wrap_model", "broadcast_object", "gather_objects", "is_sharded", "is_dtensor", "full_tensor", "model_state",
            "load_model_state", "optimizer_state", "load_optimizer_state"]
@@ -67,6 +73,41 @@ def cleanup(wait: bool = True) -> None:
         if wait and dist.get_world_size() > 1:
             dist.barrier()
         dist.destroy_process_group()
+        if _SHARDED:
+            _drop_fsdp_group_references()
+
+
+#: set once :func:`wrap_model` applied FSDP2 in this process
+_SHARDED = False
+
+
+def _drop_fsdp_group_references() -> None:
+    """Let the destroyed process group really go, now.
+
+    FSDP2's mesh infos and device meshes keep references to the group, so ``destroy_process_group`` leaves
+    it (and gloo's worker threads) alive until interpreter teardown. A worker thread that then drops the
+    last reference to a finished collective's tensors needs the GIL, is made to exit by the finalising
+    interpreter, unwinds through a ``noexcept`` destructor and aborts the process ("terminate called
+    without an active exception"). Without those references the group is destroyed here: its destructor
+    (run without the GIL) waits for the workers and joins them.
+    """
+    import gc
+
+    from torch.distributed.device_mesh import DeviceMesh
+
+    try:
+        from torch.distributed.fsdp._fully_shard._fsdp_common import FSDPMeshInfo
+    except ImportError:  # another torch layout: nothing known to drop
+        FSDPMeshInfo = None
+    for obj in gc.get_objects():
+        if isinstance(obj, DeviceMesh):
+            registry = getattr(obj, "_pg_registry", None)
+            if isinstance(registry, dict):
+                registry.clear()
+        elif FSDPMeshInfo is not None and isinstance(obj, FSDPMeshInfo):
+            for name in ("shard_process_group", "replicate_process_group", "reduce_scatter_process_group"):
+                if getattr(obj, name, None) is not None:
+                    setattr(obj, name, None)
 
 
 def _active() -> bool:
@@ -81,9 +122,7 @@ def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
     """
     if not _active():
         return x
-    from torch.distributed.nn.functional import all_reduce
-
-    return all_reduce(x, op=dist.ReduceOp.SUM) / dist.get_world_size()
+    return _nn_all_reduce(x, op=dist.ReduceOp.SUM) / dist.get_world_size()
 
 
 @torch.no_grad()
@@ -134,6 +173,8 @@ def wrap_model(model: nn.Module, info: DistInfo, strategy: str = "ddp") -> nn.Mo
     if strategy == "fsdp":  # in place: the parameters become DTensors, so build optimizers afterwards
         from torch.distributed.fsdp import fully_shard
 
+        global _SHARDED
+        _SHARDED = True
         for m in model.modules():
             if m.__class__.__name__ in SHARD_UNITS and m is not model:
                 fully_shard(m)
