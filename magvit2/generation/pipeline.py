@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-from magvit2.layers.model_io import build_for_state, load_pretrained, load_state_strict, save_pretrained
+from magvit2.layers.model_io import build_loaded, load_pretrained, save_pretrained
 from magvit2.generation.ar import AutoregressiveTokenModel
 from magvit2.generation.ar_sampling import ar_sample
 from magvit2.generation.config import LMConfig
@@ -74,8 +74,7 @@ class VideoGenerator:
     def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "VideoGenerator":
         meta, state = load_pretrained(path, LM_FORMAT, map_location)
         config = LMConfig.from_dict(meta["config"])
-        lm = build_for_state(lambda: build_lm(config, meta.get("kind", "mlm")), state, path)  # fails before allocating
-        load_state_strict(lm, state, path)
+        lm = build_loaded(lambda: build_lm(config, meta.get("kind", "mlm")), state, path)
         return cls(lm, VideoTokenizer.from_pretrained(Path(path) / "tokenizer", map_location))
 
     # ----- sampling ----------------------------------------------------------

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from magvit2.errors import UserError
 from magvit2.files import atomic_write
 
-__all__ = ["CheckpointError", "save_pretrained", "load_pretrained", "load_state_strict", "build_for_state",
+__all__ = ["CheckpointError", "save_pretrained", "load_pretrained", "load_state_strict", "build_for_state", "build_loaded",
            "CONFIG_NAME", "WEIGHTS_NAME"]
 
 M = TypeVar("M", bound=torch.nn.Module)
@@ -131,3 +131,10 @@ def build_for_state(factory: Callable[[], M], state: Mapping[str, torch.Tensor],
         raise CheckpointError(f"{where}: its config describes {size:,} bytes of tensors for a weights file of "
                               f"{saved:,} bytes")
     return factory()
+
+
+def build_loaded(factory: Callable[[], M], state: Mapping[str, torch.Tensor], where: Path | str) -> M:
+    """:func:`build_for_state` (absurd sizes fail before allocating), then ``state`` loaded strictly."""
+    module = build_for_state(factory, state, where)
+    load_state_strict(module, dict(state), where)
+    return module

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from magvit2.layers.model_io import (
-    CheckpointError, build_for_state, load_pretrained, load_state_strict, save_pretrained,
+    CheckpointError, build_loaded, load_pretrained, save_pretrained,
 )
 from magvit2.tokenizer.config import TokenizerConfig
 from magvit2.quantizers import Quantizer, QuantizerOutput, ReduceHook, build_quantizer
@@ -117,6 +117,5 @@ class VideoTokenizer(nn.Module):
     def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "VideoTokenizer":
         meta, state = load_pretrained(path, FORMAT, map_location)
         config = TokenizerConfig.from_dict(meta["config"])
-        model = build_for_state(lambda: cls(config), state, path)  # absurd sizes fail before allocating
-        load_state_strict(model, state, path)
+        model = build_loaded(lambda: cls(config), state, path)
         return model.eval()

@@ -23,7 +23,7 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
-from magvit2.layers.model_io import build_for_state, load_pretrained, load_state_strict, save_pretrained
+from magvit2.layers.model_io import build_loaded, load_pretrained, save_pretrained
 from magvit2.generation.transformer import PositionEmbedding, SubTokenEmbedding, Transformer, init_weights
 from magvit2.quantizers.factorize import split_indices
 from magvit2.tokenizer.model import VideoTokenizer
@@ -174,8 +174,7 @@ class ClipClassifier:
     def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "ClipClassifier":
         meta, state = load_pretrained(path, CLASSIFIER_FORMAT, map_location)
         config = ClassifierConfig.from_dict(meta["config"])
-        model = build_for_state(lambda: VideoClassifier(config), state, path)  # absurd sizes fail before allocating
-        load_state_strict(model, state, path)
+        model = build_loaded(lambda: VideoClassifier(config), state, path)
         tok = None
         if model.config.inputs == "tokens":
             tok = VideoTokenizer.from_pretrained(Path(path) / "tokenizer", map_location)
