@@ -24,7 +24,12 @@ from magvit2.train.config import TokenizerTrainConfig  # noqa: E402
 from magvit2.train.tokenizer_trainer import TokenizerTrainer  # noqa: E402
 
 
+def os_threads() -> int:
+    return len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else -1
+
+
 def main(out: str, parallel: str = "ddp", steps: str = "3", resume: str = "no") -> None:
+    threads_at_start = os_threads()
     base = TokenizerTrainConfig.preset("tiny")
     cfg = dataclasses.replace(base, steps=int(steps), batch_size=2, log_every=1, eval_every=1000, ckpt_every=3,
                               out_dir=out, progress=False, device="cpu", parallel=parallel)
@@ -48,7 +53,9 @@ def main(out: str, parallel: str = "ddp", steps: str = "3", resume: str = "no") 
          "world": int(os.environ["WORLD_SIZE"]), "steps": tr.g_steps, "rng_after_resume": rng_after_resume}))
     from magvit2.train.distributed import cleanup
 
-    cleanup()
+    cleanup()  # with the trainer (and its DDP/FSDP2 models) still alive: gloo's threads must be gone anyway
+    Path(out, f"rank{rank}.threads.json").write_text(json.dumps({"at_start": threads_at_start,
+                                                                 "after_cleanup": os_threads()}))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ def check_ranks(out: Path, steps: int) -> None:
     assert r0["world"] == r1["world"] == 2 and r0["steps"] == r1["steps"] == steps
     assert r0["ema"] == r1["ema"], "EMA weights differ across ranks"
     assert abs(r0["codebook_entropy"] - r1["codebook_entropy"]) < 1e-6, "codebook entropy is not global"
+    for r in (0, 1):  # cleanup() joined gloo's worker threads although the wrapped models are still alive
+        threads = json.loads((out / f"rank{r}.threads.json").read_text())
+        assert threads["after_cleanup"] == threads["at_start"], threads
 
 
 @pytest.fixture(scope="module")

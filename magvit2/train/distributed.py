@@ -7,6 +7,7 @@ the trainers apply DDP / FSDP2 from outside and hand the quantizer a reduce hook
 from __future__ import annotations
 
 import atexit
+import weakref
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -68,10 +69,15 @@ def init_distributed(device: str = "auto") -> DistInfo:
 
 def cleanup(wait: bool = True) -> None:
     """Tear the process group down. With ``wait``, first wait for every rank, so no rank closes its
-    connections while another still has a collective in flight; pass False on an error path."""
+    connections while another still has a collective in flight; pass False on an error path.
+
+    Afterwards gloo's worker threads are gone, whatever still holds the DDP or FSDP2 models: a
+    group destroyed later, from a destructor that holds the GIL (a DDP reducer's) or during interpreter
+    teardown, can hang or abort the process (see :func:`_release_ddp_reducers`)."""
     if dist.is_available() and dist.is_initialized():
         if wait and dist.get_world_size() > 1:
             dist.barrier()
+        _release_ddp_reducers()
         dist.destroy_process_group()
         if _SHARDED:
             _drop_fsdp_group_references()
@@ -79,6 +85,27 @@ def cleanup(wait: bool = True) -> None:
 
 #: set once :func:`wrap_model` applied FSDP2 in this process
 _SHARDED = False
+#: the DDP wrappers :func:`wrap_model` made (weakly: a dropped wrapper needs nothing)
+_DDP_WRAPPERS: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
+
+
+def _release_ddp_reducers() -> None:
+    """Free every DDP wrapper's reducer (and the logger that holds it) while the process group is still
+    registered, so that freeing them does not destroy the group.
+
+    A reducer holds a C++ reference to the group, and its Python wrapper is freed with the GIL held.
+    If the reducer drops the group's last reference, the group's destructor joins gloo's worker
+    threads under the GIL; a worker that must first drop a finished collective's tensors needs the
+    GIL too, and the process hangs at exit. Freed here, the reducers leave the group to
+    ``destroy_process_group``, which destroys it through its Python object without the GIL.
+    A wrapper is unusable afterwards, as any DDP model is once its group is gone.
+    """
+    for ddp in list(_DDP_WRAPPERS):
+        for name in ("logger", "reducer"):
+            if name in ddp.__dict__:
+                delattr(ddp, name)
+        ddp.__dict__.pop("process_group", None)
+    _DDP_WRAPPERS.clear()
 
 
 def _drop_fsdp_group_references() -> None:
@@ -169,7 +196,9 @@ def wrap_model(model: nn.Module, info: DistInfo, strategy: str = "ddp") -> nn.Mo
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [info.device.index] if info.device.type == "cuda" else None
-        return DDP(model, device_ids=ids)
+        wrapper = DDP(model, device_ids=ids)
+        _DDP_WRAPPERS.add(wrapper)
+        return wrapper
     if strategy == "fsdp":  # in place: the parameters become DTensors, so build optimizers afterwards
         from torch.distributed.fsdp import fully_shard
 
