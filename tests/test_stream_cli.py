@@ -147,3 +147,78 @@ def test_a_video_cut_short_is_one_line_and_keeps_the_old_output(micro: Path, tmp
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "cut.mp4" in err and len(err.splitlines()) == 1
     assert keep.read_bytes() == b"old"
+
+
+def test_tokenize_streams_whole_videos_in_groups_of_pictures(micro: Path, long_video: Path, tmp_path: Path,
+                                                              monkeypatch, capsys) -> None:
+    from magvit2.data.io import read_video
+    from magvit2.data.tokens import TokenDataset
+    from magvit2.data.transforms import to_tensor
+    import magvit2.tokenizer.stream as stream
+
+    count = Counter(monkeypatch)
+    encode_chunk = stream._encode_chunk
+
+    def counted_encode_chunk(tok, chunk, state):
+        count._step(-chunk.shape[2])
+        return encode_chunk(tok, chunk, state)
+
+    monkeypatch.setattr(stream, "_encode_chunk", counted_encode_chunk)
+    out = tmp_path / "tokens"
+    assert main(["tokenize", "--whole-videos", "--data", str(long_video), "--resolution", "8", "--gop", "17",
+                 "--model", str(micro), "-o", str(out)]) == 0
+    assert "1 video(s) in groups of 17 frames" in capsys.readouterr().out
+    assert count.read == LONG and count.most <= 32 + 17, count.most  # a read chunk and a group, never the video
+    monkeypatch.undo()
+
+    ds = TokenDataset(out)
+    assert ds.layout == "gops" and ds.grid == (5, 2, 2) and len(ds) == LONG // 17 == ds.manifest["num_items"]
+    assert sum(ds[i]["frames"] for i in range(len(ds))) == LONG and ds[0]["label"] == -1
+    tok = VideoTokenizer.from_pretrained(micro).eval()
+    frames = to_tensor(read_video(long_video, max_frames=34).frames).unsqueeze(0)
+    with torch.no_grad():  # a group of pictures is one causal stream: its tokens are encode() of its frames
+        for g in range(2):
+            assert torch.equal(ds[g]["tokens"], tok.encode(frames[:, :, 17 * g:17 * (g + 1)])[0])
+
+
+def test_tokenize_whole_videos_pads_the_last_group_resumes_and_refuses_bad_input(micro: Path, tmp_path: Path,
+                                                                                 capsys) -> None:
+    from magvit2.data.tokens import TokenDataset, shard_name
+    from magvit2.data.transforms import to_tensor
+    from magvit2.tokenizer.groups import pad_video
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    clips = {"a.mkv": rng.integers(0, 256, (30, 8, 8, 3), dtype=np.uint8),
+             "b.mkv": rng.integers(0, 256, (9, 8, 8, 3), dtype=np.uint8)}
+    for name, frames in clips.items():
+        writers.write_video(folder / name, frames, fps=25)
+    out = tmp_path / "tokens"
+    args = ["tokenize", "--whole-videos", "--data", str(folder), "--resolution", "8", "--gop", "11",
+            "--model", str(micro), "-o", str(out)]
+    assert main(args) == 0
+    ds = TokenDataset(out)
+    assert ds.grid == (4, 2, 2)  # 11 frames -> 1 + ceil(10 / 4) latent frames
+    assert [ds[i]["frames"] for i in range(len(ds))] == [11, 11, 8, 9]
+    tok = VideoTokenizer.from_pretrained(micro).eval()
+    last = to_tensor(media_io.read_video(folder / "a.mkv").frames[22:]).unsqueeze(0)  # 8 frames
+    with torch.no_grad():  # the short last group: its last frame repeated (to 11, then to the valid 13)
+        assert torch.equal(ds[2]["tokens"], tok.encode(pad_video(last, 13, 1))[0])
+
+    first = (out / shard_name(0)).read_bytes()
+    (out / shard_name(1)).unlink()
+    (out / shard_name(0)).write_bytes(first + b"")  # untouched content, to be skipped on resume
+    mtime = (out / shard_name(0)).stat().st_mtime_ns
+    assert main(args) == 0  # resumes: only the missing shard is written
+    assert (out / shard_name(0)).stat().st_mtime_ns == mtime and len(TokenDataset(out)) == 4
+    capsys.readouterr()
+
+    for bad, expected in [(["--gop", "0"], "gop must be >= 1"), (["--resolution", "6"], "multiple of 4"),
+                          (["--data", "digits"], "reads video files")]:
+        argv = args + bad
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and expected in err and len(err.splitlines()) == 1, err
+    assert main(["tokenize", "--data", "digits", "--gop", "9", "--model", str(micro), "-o", str(tmp_path / "x")]) == 2
+    assert "--whole-videos only" in capsys.readouterr().err

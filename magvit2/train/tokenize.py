@@ -1,5 +1,10 @@
 """Turn a dataset into token shards with a tokenizer (resumable, one shard set per rank).
 
+Two layouts: :func:`tokenize_dataset` writes fixed clips of a dataset (shard ``k`` = items
+``[k * shard_size, (k + 1) * shard_size)``); :func:`tokenize_videos` writes whole videos of any length,
+streamed (shard ``k`` = video ``k``, one item per group of pictures). The rest of this paragraph is
+about the first.
+
 Shard ``k`` holds items ``[k * shard_size, (k + 1) * shard_size)`` and is
 written by rank ``k % world_size``; shards that already exist are skipped, so
 an interrupted run continues where it stopped. Rank 0 writes the manifest
@@ -7,9 +12,10 @@ after all ranks finish.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from safetensors.torch import save_file
@@ -20,7 +26,7 @@ from magvit2.errors import UserError
 from magvit2.files import atomic_write, write_text_atomic
 from magvit2.train import distributed as dist_utils
 
-__all__ = ["tokenize_dataset"]
+__all__ = ["tokenize_dataset", "tokenize_videos", "video_listing"]
 
 
 @torch.no_grad()
@@ -71,3 +77,122 @@ def tokenize_dataset(tokenizer, dataset: Dataset, out_dir: str | Path, *, shard_
         write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2))
     dist_utils.barrier()
     return out
+
+
+def video_listing(cfg, train: bool = True):
+    """The videos of a data config's source for :func:`tokenize_videos`: the in-package clips of the
+    split for ``packaged``, else the video files of a folder, list file or single video."""
+    from magvit2.data.packaged import packaged_listing
+    from magvit2.data.sources import discover
+
+    if cfg.source == "packaged":
+        return packaged_listing("train" if train else "test", "videos")
+    if cfg.source in ("synthetic", "digits", "motion", "packaged-images", "packaged-all", "photos-motion"):
+        raise UserError(f"--whole-videos reads video files; {cfg.source!r} is a generated or image source "
+                        "(expected a folder, list file, video file or 'packaged')")
+    listing = discover(cfg.source, cfg.kind)
+    videos = tuple(item for item in listing.items if not item.is_image)
+    if not videos:
+        raise UserError(f"no video files in {cfg.source} (--whole-videos tokenizes whole videos, not images)")
+    return dataclasses.replace(listing, items=videos)
+
+
+def _gop_frames(chunks: Iterator[torch.Tensor], gop: int) -> Iterator[torch.Tensor]:
+    """The chunks of one group of pictures, its last frame repeated up to ``gop`` frames; the number of
+    real frames is left in the generator's return value (read through :func:`_counted`)."""
+    seen, last = 0, None
+    for c in chunks:
+        seen, last = seen + c.shape[2], c[:, :, -1:]
+        yield c
+    if last is not None and seen < gop:
+        yield last.expand(-1, -1, gop - seen, -1, -1)
+    return seen
+
+
+@torch.no_grad()
+def tokenize_videos(tokenizer, listing, out_dir: str | Path, *, gop: int, resolution: int,
+                    chunk_frames: int = 32, max_frames: int | None = None, rank: int = 0, world_size: int = 1,
+                    device: torch.device | str = "cpu", progress: bool = True,
+                    info: dict[str, Any] | None = None) -> Path:
+    """Whole videos of any length as token shards, read and encoded as streams (memory does not grow with
+    a video's length).
+
+    Each video is resized (short side) and centre-cropped to ``resolution`` x ``resolution`` and cut into
+    groups of pictures (GOPs) of ``gop`` frames; a GOP is coded as one causal stream
+    (:func:`~magvit2.tokenizer.stream.encode_stream`), so only its first frame is coded alone. Shard
+    ``k`` holds video ``k`` of ``listing``: one item per GOP, ``tokens [t', h', w']`` with
+    ``t' = 1 + ceil((gop - 1) / temporal_factor)``, its ``labels`` (the listing's, -1 without classes)
+    and ``frames``, the GOP's real frame count (a video's last GOP is padded by repeating its last
+    frame). Concatenating a shard's items along time gives the video's token stream with a keyframe
+    every ``t'`` latent frames. Finished shards are skipped (resumable); under ``torchrun`` rank ``r``
+    takes videos ``k % world_size == r``. Rank 0 writes the manifest (``"layout": "gops"``, ``"gop"``)
+    and ``sources.txt`` (one path per line, shard order).
+    """
+    from magvit2.data.io import stream_media
+    from magvit2.data.transforms import center_crop, resize_short_side, to_tensor
+    from magvit2.tokenizer.stream import encode_stream, split_stream
+
+    if gop < 1:
+        raise UserError(f"gop must be >= 1 frame, got {gop}")
+    if resolution < 1 or resolution % tokenizer.config.spatial_factor:
+        raise UserError(f"resolution must be a positive multiple of {tokenizer.config.spatial_factor}, got {resolution}")
+    if not tokenizer.config.causal:
+        raise UserError('a tokenizer with norm_scope "clip" cannot code a stream; use fixed clips (without --whole-videos)')
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    items = listing.items
+    if not items:
+        raise UserError("the source holds no video; nothing to tokenize")
+    f = tokenizer.config.temporal_factor
+    latent = 1 + -(-(gop - 1) // f)
+    grid = [latent, resolution // tokenizer.config.spatial_factor, resolution // tokenizer.config.spatial_factor]
+    mine = [k for k in range(len(items)) if k % world_size == rank and not (out / shard_name(k)).is_file()]
+    bar = None
+    if progress and rank == 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(items), initial=len(items) - len(mine) * world_size, desc="tokenize videos")
+    for k in mine:
+        media = stream_media(items[k].path, chunk_frames=chunk_frames, max_frames=max_frames)
+
+        def frames() -> Iterator[torch.Tensor]:
+            for chunk in media.chunks:
+                video = resize_short_side(to_tensor(chunk).unsqueeze(0).to(device), resolution)
+                yield center_crop(video, resolution, resolution)
+
+        tokens, counts = [], []
+        for segment in split_stream(frames(), gop):
+            padded = _gop_frames(segment, gop)
+            tokens.append(torch.cat(list(encode_stream(tokenizer, _counted(padded, counts))), dim=1).cpu().to(torch.int32))
+        label = items[k].label
+        with atomic_write(out / shard_name(k)) as tmp:
+            save_file({"tokens": torch.cat(tokens).contiguous(), "labels": torch.full((len(tokens),), label),
+                       "frames": torch.tensor(counts, dtype=torch.int64)}, str(tmp))
+        if bar is not None:
+            bar.update(world_size)
+    if bar is not None:
+        bar.close()
+    dist_utils.barrier()
+    if rank == 0:
+        class_names = list(listing.class_names) or None
+        write_text_atomic(out / "sources.txt", "".join(f"{item.path}\n" for item in items))
+        num_items = sum(_shard_items(out / shard_name(k)) for k in range(len(items)))
+        manifest = {"layout": "gops", "gop": gop, "num_items": num_items, "num_shards": len(items),
+                    "shard_size": None, "grid": grid, "bits": tokenizer.config.token_bits,
+                    "class_names": class_names, "num_classes": len(class_names) if class_names else None,
+                    **(info or {})}
+        write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2))
+    dist_utils.barrier()
+    return out
+
+
+def _counted(gen: Iterator[torch.Tensor], counts: list[int]) -> Iterator[torch.Tensor]:
+    """Pass ``gen``'s chunks through and append its return value (the real frame count) to ``counts``."""
+    counts.append((yield from gen))
+
+
+def _shard_items(path: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return f.get_slice("tokens").get_shape()[0]
