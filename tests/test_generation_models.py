@@ -105,6 +105,34 @@ def test_class_everywhere_adds_the_class_to_every_input():
         assert torch.allclose(a, b) != flag
 
 
+@pytest.mark.parametrize("kind", [MaskedTokenModel, AutoregressiveTokenModel])
+def test_class_modulation_starts_as_the_plain_model_and_then_conditions_every_block(kind):
+    """A modulated model computes exactly the unmodulated one at initialisation (the weights of a plain model
+    load into it, only the zero modulation missing); once the modulation is non-zero, the class reaches
+    the output even with attention cut off and no class added to the inputs."""
+    torch.manual_seed(0)
+    plain = kind(tiny()).eval()
+    mod = kind(tiny(class_modulation=True)).eval()
+    result = mod.load_state_dict(plain.state_dict(), strict=False)
+    assert result.unexpected_keys == [] and result.missing_keys and all(".modulation." in k for k in result.missing_keys)
+    sub, cond = rand_sub(plain.config, 2), torch.tensor([0, 1])
+    run = (lambda m: m(sub, torch.ones(2, plain.config.seq_len, dtype=torch.bool), cond).logits) \
+        if kind is MaskedTokenModel else (lambda m: m(sub, cond).logits)
+    torch.testing.assert_close(run(mod), run(plain), rtol=0, atol=0)
+    for block in mod.transformer.blocks:  # no path from the class but the modulation
+        block.attn.proj.weight.data.zero_()
+        block.attn.proj.bias.data.zero_()
+    sub = sub[:1].expand(2, *sub.shape[1:])  # one token sequence, two classes
+    first = 0 if kind is MaskedTokenModel else 1  # the AR model's slot 0 reads the class itself
+    out = run(mod)[:, first:]
+    assert torch.allclose(out[0], out[1]) and not mod.config.class_everywhere
+    torch.nn.init.normal_(mod.transformer.blocks[0].modulation[1].weight, std=0.1)
+    out = run(mod)[:, first:]
+    assert not torch.allclose(out[0], out[1])
+    assert LMConfig.from_dict(tiny(class_modulation=True).to_dict()).class_modulation
+    assert "class_modulation" not in tiny().identity()  # old models keep their identity
+
+
 # ----- autoregressive model -----------------------------------------------------
 def test_ar_causality():
     cfg = tiny()

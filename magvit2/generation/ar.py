@@ -65,13 +65,15 @@ class AutoregressiveTokenModel(nn.Module):
         self.pos = PositionEmbedding(config.grid, d, config.pos_embedding)
         self.class_embed = nn.Embedding(config.num_classes + 1, d)  # last row: null class
         self.drop = nn.Dropout(config.dropout)
-        self.transformer = Transformer(config.depth, d, config.heads, config.mlp_ratio, config.dropout)
+        self.transformer = Transformer(config.depth, d, config.heads, config.mlp_ratio, config.dropout,
+                                       modulated=config.class_modulation)
         self.head = FactorizedHead(bits, d, tied=self.embed if config.tie_weights else None)
         self.intra_embed = nn.ModuleList(nn.Embedding(2 ** b, d) for b in bits[:-1])  # U_g, g < G - 1
         self.intra_mlp = nn.ModuleList(
             nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, d)) for _ in bits[1:]
         )
         init_weights(self, config.init_std)
+        self.transformer.reset_modulation()
 
     @property
     def bits_per_group(self) -> tuple[int, ...]:
@@ -109,7 +111,8 @@ class AutoregressiveTokenModel(nn.Module):
         x = torch.cat(parts, dim=1) + self.pos()[start:end]
         if self.config.class_everywhere:
             x = x + c
-        return self.transformer(self.drop(x), causal=True, cache=cache)
+        return self.transformer(self.drop(x), causal=True, cache=cache,
+                                cond=c[:, 0] if self.config.class_modulation else None)
 
     def group_logits(self, h: torch.Tensor, prev: torch.Tensor, g: int) -> torch.Tensor:
         """Logits ``[..., 2^bits_g]`` of group ``g`` from ``h [..., d]`` and the earlier sub-tokens ``prev [..., >= g]``."""

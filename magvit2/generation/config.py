@@ -17,6 +17,7 @@ Presets:
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, ClassVar
 from dataclasses import dataclass
 
 from magvit2.config.base import Config, ConfigError
@@ -43,6 +44,9 @@ class LMConfig(Config):
         class_everywhere: besides the class prefix token, add the class embedding to every
             position's input. A direct path for the class; it helps small models trained briefly
             to use it at all (the paper's models use the prefix alone, the default).
+        class_modulation: also modulate every transformer block by the class embedding (adaLN,
+            zero-initialised, so it starts as the unmodulated model). The class then reaches every
+            layer directly, not only through attention to the prefix.
         depth, width, heads, mlp_ratio, dropout: transformer size (pre-norm blocks).
         tie_weights: each prediction head reuses its sub-token embedding table (plus a bias).
         pos_embedding: "learned" (one vector per position) or "factorized" (sum of t, h, w vectors).
@@ -51,12 +55,15 @@ class LMConfig(Config):
         init_std: std of the normal initialisation of linear and embedding weights.
     """
 
+    added_fields: ClassVar[dict[str, Any]] = {"class_modulation": False}
+
     bits: int = 18
     groups: int = 2
     grid: tuple[int, int, int] = (5, 16, 16)
     num_classes: int = 0
     class_dropout: float = 0.1
     class_everywhere: bool = False
+    class_modulation: bool = False
     depth: int = 24
     width: int = 1024
     heads: int = 16

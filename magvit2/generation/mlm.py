@@ -62,9 +62,11 @@ class MaskedTokenModel(nn.Module):
         self.pos = PositionEmbedding(config.grid, d, config.pos_embedding)
         self.class_embed = nn.Embedding(config.num_classes + 1, d)  # last row: null class
         self.drop = nn.Dropout(config.dropout)
-        self.transformer = Transformer(config.depth, d, config.heads, config.mlp_ratio, config.dropout)
+        self.transformer = Transformer(config.depth, d, config.heads, config.mlp_ratio, config.dropout,
+                                       modulated=config.class_modulation)
         self.head = FactorizedHead(config.bits_per_group, d, tied=self.embed if config.tie_weights else None)
         init_weights(self, config.init_std)
+        self.transformer.reset_modulation()
 
     @property
     def bits_per_group(self) -> tuple[int, ...]:
@@ -98,7 +100,8 @@ class MaskedTokenModel(nn.Module):
         c = self.class_embed(class_condition(cond, b, self.config, x.device))[:, None]  # [b, 1, d] prefix
         if self.config.class_everywhere:
             x = x + c
-        h = self.transformer(self.drop(torch.cat([c, x], dim=1)), causal=False)[:, 1:]
+        h = self.transformer(self.drop(torch.cat([c, x], dim=1)), causal=False,
+                             cond=c[:, 0] if self.config.class_modulation else None)[:, 1:]
         return MLMOutput(self.head(h), h)
 
     def logits(self, sub_tokens: torch.Tensor, masked: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:

@@ -9,7 +9,12 @@
   embedding table; logits of unequal groups are padded with ``-inf`` to the largest size.
 * :class:`Transformer`: pre-norm blocks, attention through
   ``F.scaled_dot_product_attention``, bidirectional or causal, with an optional
-  :class:`KVCache` per layer for incremental causal decoding.
+  :class:`KVCache` per layer for incremental causal decoding. With ``modulated=True``
+  every block's two LayerNorms and residual branches are modulated by a per-sample
+  condition vector (adaLN, Peebles & Xie 2023): ``x + (1 + a) * f(ln(x) * (1 + s) + t)``
+  with ``(t, s, a)`` a linear function of ``silu(cond)``. The modulation starts at zero,
+  so a modulated block computes exactly its unmodulated self until it learns otherwise
+  (weights of an unmodulated model load into it unchanged).
 
 Shape letters: b batch, n / l sequence length, s cached length, d width,
 g sub-token groups, k vocabulary of one group, e heads, c head width.
@@ -102,9 +107,11 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: ``x + attn(ln(x))``, then ``x + mlp(ln(x))``."""
+    """Pre-norm transformer block: ``x + attn(ln(x))``, then ``x + mlp(ln(x))``; with ``modulated``,
+    both are modulated by ``cond [b, d]`` (see the module doc)."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0) -> None:
+    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0,
+                 modulated: bool = False) -> None:
         super().__init__()
         hidden = int(round(width * mlp_ratio))
         self.norm1 = nn.LayerNorm(width)
@@ -112,31 +119,55 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(width)
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
         self.drop = nn.Dropout(dropout)
+        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width)) if modulated else None
+        self.reset_modulation()
 
-    def forward(self, x: torch.Tensor, causal: bool = False, cache: KVCache | None = None) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.norm1(x), causal=causal, cache=cache))
-        return x + self.drop(self.mlp(self.norm2(x)))
+    def reset_modulation(self) -> None:
+        """Zero the modulation: the block then computes its unmodulated function."""
+        if self.modulation is not None:
+            nn.init.zeros_(self.modulation[1].weight)
+            nn.init.zeros_(self.modulation[1].bias)
+
+    def forward(self, x: torch.Tensor, causal: bool = False, cache: KVCache | None = None,
+                cond: torch.Tensor | None = None) -> torch.Tensor:
+        if self.modulation is None:
+            x = x + self.drop(self.attn(self.norm1(x), causal=causal, cache=cache))
+            return x + self.drop(self.mlp(self.norm2(x)))
+        if cond is None or cond.shape != (x.shape[0], x.shape[-1]):
+            raise ValueError(f"a modulated block needs cond [b, d] = {(x.shape[0], x.shape[-1])}, "
+                             f"got {None if cond is None else tuple(cond.shape)}")
+        t1, s1, a1, t2, s2, a2 = rearrange(self.modulation(cond), "b (m d) -> m b 1 d", m=6)
+        x = x + (1 + a1) * self.drop(self.attn(self.norm1(x) * (1 + s1) + t1, causal=causal, cache=cache))
+        return x + (1 + a2) * self.drop(self.mlp(self.norm2(x) * (1 + s2) + t2))
 
 
 class Transformer(nn.Module):
-    """A stack of :class:`Block` followed by a final LayerNorm; ``[b, l, d] -> [b, l, d]``."""
+    """A stack of :class:`Block` followed by a final LayerNorm; ``[b, l, d] -> [b, l, d]``
+    (``modulated``: every block takes ``cond [b, d]``)."""
 
-    def __init__(self, depth: int, width: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0) -> None:
+    def __init__(self, depth: int, width: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0,
+                 modulated: bool = False) -> None:
         super().__init__()
-        self.width, self.heads = width, heads
-        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio, dropout) for _ in range(depth))
+        self.width, self.heads, self.modulated = width, heads, modulated
+        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio, dropout, modulated) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
+
+    def reset_modulation(self) -> None:
+        """Zero every block's modulation (after a generic weight initialisation)."""
+        for block in self.blocks:
+            block.reset_modulation()
 
     def empty_cache(self, batch: int, max_len: int, device: torch.device | str | None = None,
                     dtype: torch.dtype = torch.float32) -> list[KVCache]:
         """One empty :class:`KVCache` per block, for up to ``max_len`` positions."""
         return [KVCache.empty(batch, self.heads, max_len, self.width // self.heads, device, dtype) for _ in self.blocks]
 
-    def forward(self, x: torch.Tensor, causal: bool = False, cache: Sequence[KVCache] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, causal: bool = False, cache: Sequence[KVCache] | None = None,
+                cond: torch.Tensor | None = None) -> torch.Tensor:
         if cache is not None and len(cache) != len(self.blocks):
             raise ValueError(f"expected one KVCache per block ({len(self.blocks)}), got {len(cache)}")
         for i, block in enumerate(self.blocks):
-            x = block(x, causal=causal, cache=None if cache is None else cache[i])
+            x = block(x, causal=causal, cache=None if cache is None else cache[i], cond=cond)
         return self.norm(x)
 
 
