@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from safetensors.torch import save_file
@@ -41,14 +41,10 @@ def tokenize_dataset(tokenizer, dataset: Dataset, out_dir: str | Path, *, shard_
     if n == 0:
         raise UserError("the dataset is empty; nothing to tokenize")
     num_shards = -(-n // shard_size)
-    mine = [k for k in range(num_shards) if k % world_size == rank and not (out / shard_name(k)).is_file()]
-    bar = None
-    if progress and rank == 0:
-        from tqdm import tqdm
-
-        bar = tqdm(total=num_shards, initial=num_shards - len(mine) * world_size, desc="tokenize shards")
     grid = None
-    for k in mine:
+
+    def shard(k: int) -> dict[str, torch.Tensor]:
+        nonlocal grid
         idx = list(range(k * shard_size, min(n, (k + 1) * shard_size)))
         loader = DataLoader(Subset(dataset, idx), batch_size=batch_size, num_workers=num_workers)
         toks, labels = [], []
@@ -58,13 +54,9 @@ def tokenize_dataset(tokenizer, dataset: Dataset, out_dir: str | Path, *, shard_
             labels.append(torch.as_tensor(batch["label"]).long())
         tokens = torch.cat(toks)
         grid = list(tokens.shape[1:])
-        with atomic_write(out / shard_name(k)) as tmp:
-            save_file({"tokens": tokens.contiguous(), "labels": torch.cat(labels)}, str(tmp))
-        if bar is not None:
-            bar.update(world_size)
-    if bar is not None:
-        bar.close()
-    dist_utils.barrier()
+        return {"tokens": tokens.contiguous(), "labels": torch.cat(labels)}
+
+    _write_shards(out, num_shards, shard, rank, world_size, progress, "tokenize shards")
     if rank == 0:
         if grid is None:  # everything was already done: probe one item for the grid
             grid = list(tokenizer.encode(dataset[0]["video"][None].to(device)).shape[1:])
@@ -77,6 +69,27 @@ def tokenize_dataset(tokenizer, dataset: Dataset, out_dir: str | Path, *, shard_
         write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2))
     dist_utils.barrier()
     return out
+
+
+def _write_shards(out: Path, num_shards: int, make: Callable[[int], dict[str, torch.Tensor]], rank: int,
+                  world_size: int, progress: bool, desc: str) -> None:
+    """Write this rank's missing shards ``k % world_size == rank`` (``make(k)``: its tensors), each atomically,
+    then wait for every rank."""
+    mine = [k for k in range(num_shards) if k % world_size == rank and not (out / shard_name(k)).is_file()]
+    bar = None
+    if progress and rank == 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=num_shards, initial=num_shards - len(mine) * world_size, desc=desc)
+    for k in mine:
+        tensors = make(k)
+        with atomic_write(out / shard_name(k)) as tmp:
+            save_file(tensors, str(tmp))
+        if bar is not None:
+            bar.update(world_size)
+    if bar is not None:
+        bar.close()
+    dist_utils.barrier()
 
 
 def video_listing(cfg, train: bool = True):
@@ -146,13 +159,8 @@ def tokenize_videos(tokenizer, listing, out_dir: str | Path, *, gop: int, resolu
     f = tokenizer.config.temporal_factor
     latent = 1 + -(-(gop - 1) // f)
     grid = [latent, resolution // tokenizer.config.spatial_factor, resolution // tokenizer.config.spatial_factor]
-    mine = [k for k in range(len(items)) if k % world_size == rank and not (out / shard_name(k)).is_file()]
-    bar = None
-    if progress and rank == 0:
-        from tqdm import tqdm
 
-        bar = tqdm(total=len(items), initial=len(items) - len(mine) * world_size, desc="tokenize videos")
-    for k in mine:
+    def shard(k: int) -> dict[str, torch.Tensor]:
         media = stream_media(items[k].path, chunk_frames=chunk_frames, max_frames=max_frames)
 
         def frames() -> Iterator[torch.Tensor]:
@@ -164,15 +172,10 @@ def tokenize_videos(tokenizer, listing, out_dir: str | Path, *, gop: int, resolu
         for segment in split_stream(frames(), gop):
             padded = _gop_frames(segment, gop)
             tokens.append(torch.cat(list(encode_stream(tokenizer, _counted(padded, counts))), dim=1).cpu().to(torch.int32))
-        label = items[k].label
-        with atomic_write(out / shard_name(k)) as tmp:
-            save_file({"tokens": torch.cat(tokens).contiguous(), "labels": torch.full((len(tokens),), label),
-                       "frames": torch.tensor(counts, dtype=torch.int64)}, str(tmp))
-        if bar is not None:
-            bar.update(world_size)
-    if bar is not None:
-        bar.close()
-    dist_utils.barrier()
+        return {"tokens": torch.cat(tokens).contiguous(), "labels": torch.full((len(tokens),), items[k].label),
+                "frames": torch.tensor(counts, dtype=torch.int64)}
+
+    _write_shards(out, len(items), shard, rank, world_size, progress, "tokenize videos")
     if rank == 0:
         class_names = list(listing.class_names) or None
         write_text_atomic(out / "sources.txt", "".join(f"{item.path}\n" for item in items))
