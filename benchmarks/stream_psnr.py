@@ -68,7 +68,8 @@ def main() -> None:
     tok = VideoTokenizer.from_pretrained(model_dir)
     cfg = tok.config
     rf = temporal_receptive_field(cfg)
-    modes = {"stream": None, f"groups of {cfg.group_frames}": cfg.group_frames, "groups of 17": 17}
+    g = cfg.group_frames  # the trained clip length, then groups 2x and 4x as long (still 1 + 4k frames)
+    modes = {"stream": None, **{f"groups of {n}": n for n in dict.fromkeys((g, 2 * g - 1, 4 * g - 3, 17))}}
     videos = {p.name: p for p in packaged_videos() if p.name in ("carphone_pristine.mp4", "bikes.mp4")}
     rows = []
     for name, path in videos.items():
