@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -19,7 +20,10 @@ __all__ = ["atomic_write", "write_bytes_atomic", "write_text_atomic"]
 @contextmanager
 def atomic_write(path: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary path beside ``path`` (same suffix, so writers that pick a format by
-    extension work); on success rename it to ``path``, on failure delete it."""
+    extension work); on success rename it to ``path``, on failure delete it.
+
+    The result has the mode a plain ``open(path, "w")`` gives, even when the writer replaced the
+    temporary file with one of its own (safetensors writes ``0600`` files)."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"output {path} is a directory; expected a file path")
@@ -32,8 +36,11 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
             continue
         os.close(fd)
         break
+    mode = stat.S_IMODE(tmp.stat().st_mode)  # 0o666 minus the umask
     try:
         yield tmp
+        if stat.S_IMODE(tmp.stat().st_mode) != mode:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -66,6 +66,11 @@ def test_outputs_get_the_umask_permissions(umask, mask: int, tmp_path: Path, tok
                  "--model", str(tok_dir)]) == 0
     assert main(["reconstruct", str(tmp_path / "in.npy"), "-o", str(tmp_path / "rec.mp4"), "--model", str(tok_dir)]) == 0
     outs += [tmp_path / f"cli{FILE_EXTENSION}", tmp_path / "rec.mp4"]
+    saved = tok.save_pretrained(tmp_path / "model")  # safetensors writes its own 0600 files
+    outs += [saved / "model.safetensors", saved / "config.json"]
+    assert main(["tokenize", "--whole-videos", "--data", str(tmp_path / "a.mkv"), "--resolution", "16",
+                 "--model", str(tok_dir), "-o", str(tmp_path / "tokens")]) == 0
+    outs += sorted((tmp_path / "tokens").iterdir())
     assert {p.name: _mode(p) for p in outs} == {p.name: plain for p in outs}
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]  # no temporary file left behind
 
