@@ -7,8 +7,8 @@ the trainers apply DDP / FSDP2 from outside and hand the quantizer a reduce hook
 from __future__ import annotations
 
 import atexit
-import weakref
 import os
+import weakref
 from dataclasses import dataclass
 from datetime import timedelta
 
