@@ -310,14 +310,13 @@ def evaluate_mlm(cfg: LLMDemoConfig, out: Path, tokenizer_dir: str | Path | None
     """The MLM's class-conditional clips for the held-out digits, scored by the classifier (``results_mlm.json``)."""
     from magvit2.generation.config import LMConfig
     from magvit2.generation.pipeline import LM_FORMAT, VideoGenerator, build_lm
-    from magvit2.layers.model_io import load_pretrained, load_state_strict
+    from magvit2.layers.model_io import build_loaded, load_pretrained
 
     if (res := _cached(out / "results_mlm.json", cfg)) is not None:
         return res
     tok, classifier, items, digits, dirs, data = _eval_data(cfg, out, tokenizer_dir)
     meta, state = load_pretrained(out / "mlm", LM_FORMAT)
-    lm = build_lm(LMConfig.from_dict(meta["config"]), "mlm")
-    load_state_strict(lm, state, out / "mlm")
+    lm = build_loaded(lambda: build_lm(LMConfig.from_dict(meta["config"]), "mlm"), state, out / "mlm")
     t0 = time.process_time()
     clips = VideoGenerator(lm, tok).generate(digits, steps=cfg.mlm_steps, guidance_scale=cfg.guidance, seed=cfg.seed)
     res = {"config": cfg.to_dict(),

@@ -95,12 +95,13 @@ def _write_shards(out: Path, num_shards: int, make: Callable[[int], dict[str, to
 def video_listing(cfg, train: bool = True):
     """The videos of a data config's source for :func:`tokenize_videos`: the in-package clips of the
     split for ``packaged``, else the video files of a folder, list file or single video."""
+    from magvit2.data.config import BUILTIN_SOURCES
     from magvit2.data.packaged import packaged_listing
     from magvit2.data.sources import discover
 
     if cfg.source == "packaged":
         return packaged_listing("train" if train else "test", "videos")
-    if cfg.source in ("synthetic", "digits", "motion", "packaged-images", "packaged-all", "photos-motion"):
+    if cfg.source in BUILTIN_SOURCES:
         raise UserError(f"--whole-videos reads video files; {cfg.source!r} is a generated or image source "
                         "(expected a folder, list file, video file or 'packaged')")
     listing = discover(cfg.source, cfg.kind)
@@ -110,16 +111,16 @@ def video_listing(cfg, train: bool = True):
     return dataclasses.replace(listing, items=videos)
 
 
-def _gop_frames(chunks: Iterator[torch.Tensor], gop: int) -> Iterator[torch.Tensor]:
-    """The chunks of one group of pictures, its last frame repeated up to ``gop`` frames; the number of
-    real frames is left in the generator's return value (read through :func:`_counted`)."""
+def _gop_frames(chunks: Iterator[torch.Tensor], gop: int, counts: list[int]) -> Iterator[torch.Tensor]:
+    """The chunks of one group of pictures, its last frame repeated up to ``gop`` frames; once they are
+    consumed, the number of real frames is appended to ``counts``."""
     seen, last = 0, None
     for c in chunks:
         seen, last = seen + c.shape[2], c[:, :, -1:]
         yield c
     if last is not None and seen < gop:
         yield last.expand(-1, -1, gop - seen, -1, -1)
-    return seen
+    counts.append(seen)
 
 
 @torch.no_grad()
@@ -170,8 +171,8 @@ def tokenize_videos(tokenizer, listing, out_dir: str | Path, *, gop: int, resolu
 
         tokens, counts = [], []
         for segment in split_stream(frames(), gop):
-            padded = _gop_frames(segment, gop)
-            tokens.append(torch.cat(list(encode_stream(tokenizer, _counted(padded, counts))), dim=1).cpu().to(torch.int32))
+            codes = encode_stream(tokenizer, _gop_frames(segment, gop, counts))
+            tokens.append(torch.cat(list(codes), dim=1).cpu().to(torch.int32))
         return {"tokens": torch.cat(tokens).contiguous(), "labels": torch.full((len(tokens),), items[k].label),
                 "frames": torch.tensor(counts, dtype=torch.int64)}
 
@@ -187,11 +188,6 @@ def tokenize_videos(tokenizer, listing, out_dir: str | Path, *, gop: int, resolu
         write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2))
     dist_utils.barrier()
     return out
-
-
-def _counted(gen: Iterator[torch.Tensor], counts: list[int]) -> Iterator[torch.Tensor]:
-    """Pass ``gen``'s chunks through and append its return value (the real frame count) to ``counts``."""
-    counts.append((yield from gen))
 
 
 def _shard_items(path: Path) -> int:
