@@ -17,6 +17,7 @@ from magvit2.losses.adversarial import AdversarialConfig
 from magvit2.train.base import NonFiniteError
 from magvit2.train.checkpoint import latest_checkpoint, load_checkpoint
 from magvit2.train.config import TokenizerTrainConfig
+from magvit2.train.schedule import lr_factor
 from magvit2.train.tokenizer_trainer import TokenizerTrainer
 
 
@@ -86,6 +87,28 @@ def test_resume_gives_identical_losses(tmp_path: Path) -> None:
     for step in (4, 5, 6):
         for key in ("loss_g", "recon", "loss_d", "grad_norm_g"):
             assert a[step][key] == b[step][key], (step, key)
+
+
+def test_resume_takes_learning_rate_and_betas_from_the_config(tmp_path: Path) -> None:
+    """A checkpoint stores the old peak lr and betas; a resumed run with new ones must use the new ones."""
+    TokenizerTrainer(_cfg(tmp_path), Clips(), eval_dataset=Clips()).fit(3)
+    base = _cfg(tmp_path)
+    optim = dataclasses.replace(base.optim, lr=base.optim.lr / 4, betas=(0.5, 0.9))
+    disc_optim = dataclasses.replace(base.disc_optim, lr=base.disc_optim.lr / 8)
+    resumed = TokenizerTrainer(dataclasses.replace(base, steps=12, optim=optim, disc_optim=disc_optim), Clips(),
+                               eval_dataset=Clips())
+    assert resumed.resume() and resumed.step == 3
+    for opt, sched, o in ((resumed.opt_g, resumed.sched_g, optim), (resumed.opt_d, resumed.sched_d, disc_optim)):
+        # the new peak on the new schedule, at the scheduler's own step (the discriminator's started later)
+        expected = o.lr * lr_factor(sched.last_epoch, o.warmup_steps, 12, o.min_lr_ratio)
+        for group in opt.param_groups:
+            assert group["lr"] == pytest.approx(expected) and group["initial_lr"] == o.lr
+            assert tuple(group["betas"]) == tuple(o.betas)
+        assert sched.get_last_lr() == pytest.approx([expected] * len(opt.param_groups))
+    assert resumed.sched_g.last_epoch == 3 and resumed.sched_d.last_epoch == resumed.d_steps
+    resumed.fit(4)
+    assert resumed.opt_g.param_groups[0]["lr"] == pytest.approx(optim.lr * lr_factor(4, optim.warmup_steps, 12,
+                                                                                     optim.min_lr_ratio))
 
 
 def test_non_finite_steps_are_skipped_then_abort(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from magvit2.train.config import RunConfig
 from magvit2.train.logger import RunLogger
 from magvit2.train.precision import Precision
 from magvit2.train.sampler import ResumableSampler
+from magvit2.train.schedule import restore_schedule
 
 __all__ = ["Trainer", "SingleModelTrainer", "NonFiniteError", "OptimizerStep", "grad_norm", "rank_seed", "loader_seed"]
 
@@ -283,4 +284,4 @@ class SingleModelTrainer(Trainer):
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
         dist_utils.load_optimizer_state(self.model, self.opt, state["opt"])
-        self.sched.load_state_dict(state["sched"])
+        restore_schedule(self.sched, state["sched"], self.cfg.optim.lr, self.cfg.optim.betas)

@@ -29,7 +29,7 @@ from magvit2.train import distributed as dist_utils
 from magvit2.train.base import Trainer
 from magvit2.train.config import OptimConfig, TokenizerTrainConfig
 from magvit2.train.ema import EMA
-from magvit2.train.schedule import warmup_cosine
+from magvit2.train.schedule import restore_schedule, warmup_cosine
 
 __all__ = ["TokenizerTrainer"]
 
@@ -188,8 +188,8 @@ class TokenizerTrainer(Trainer):
         self.loss.load_state_dict(state["loss"])
         dist_utils.load_optimizer_state(self.model, self.opt_g, state["opt_g"])
         dist_utils.load_optimizer_state(self.disc, self.opt_d, state["opt_d"])
-        self.sched_g.load_state_dict(state["sched_g"])
-        self.sched_d.load_state_dict(state["sched_d"])
+        restore_schedule(self.sched_g, state["sched_g"], self.cfg.optim.lr, self.cfg.optim.betas)
+        restore_schedule(self.sched_d, state["sched_d"], self.cfg.disc_optim.lr, self.cfg.disc_optim.betas)
         self.g_steps, self.d_steps = state["g_steps"], state["d_steps"]
 
     def export(self) -> Path | None:
