@@ -1,12 +1,14 @@
 """Held-out PSNR / LPIPS against training step for a tokenizer run, as CSV + PNG.
 
-Usage: ``python recipes/tokenizer_curve.py RUN_DIR OUT_PREFIX [--every 50] [--init DIR]``
+Usage: ``python recipes/tokenizer_curve.py RUN_DIR OUT_PREFIX [--every 50] [--init DIR] [--until STEP]``
 
 Reads every checkpoint ``RUN_DIR/checkpoints/step_*.pt`` whose step is a multiple of ``--every``,
 evaluates its EMA weights on the shipped tokenizer card's held-out slice (``tokenizer_metrics``:
 carphone clips and two held-out photos, 17x64x64, in groups of the run's ``group_frames``) and writes
 ``OUT_PREFIX.csv`` and ``OUT_PREFIX.png``. ``--init DIR`` adds the starting weights as step 0.
-Rows already in an existing CSV are kept, so it can be rerun while the run trains.
+Rows already in an existing CSV are kept, so it can be rerun while the run trains, and a run continued
+in another directory gets one curve: first its parent with ``--until`` the step it was continued from,
+then the continuation, both into the same OUT_PREFIX.
 """
 from __future__ import annotations
 
@@ -60,6 +62,7 @@ def main() -> None:
     p.add_argument("out", type=Path, help="output prefix: writes OUT.csv and OUT.png")
     p.add_argument("--every", type=int, default=50)
     p.add_argument("--init", type=Path, default=None, help="the weights the run started from (step 0)")
+    p.add_argument("--until", type=int, default=None, help="ignore checkpoints after this step")
     args = p.parse_args()
     torch.set_num_threads(1)
     csv_path, png_path = args.out.with_suffix(".csv"), args.out.with_suffix(".png")
@@ -74,7 +77,7 @@ def main() -> None:
     model_cfg = TokenizerConfig.from_dict(yaml.safe_load((args.run / "config.yaml").read_text())["model"])
     for ckpt in sorted((args.run / "checkpoints").glob("step_*.pt")):
         step = int(re.findall(r"\d+", ckpt.stem)[0])
-        if step % args.every or step in rows:
+        if step % args.every or step in rows or (args.until is not None and step > args.until):
             continue
         state = load_checkpoint(ckpt)
         tok = VideoTokenizer(model_cfg)
