@@ -52,12 +52,11 @@ def _bpp(cfg, frames: int = 17, size: int = 64) -> float:
     return t * h * w * cfg.bits / (frames * size * size)
 
 
-def publish_tokenizer() -> None:
-    run = RUNS / "tokenizer-small-v2"
+def publish_tokenizer(run: Path = RUNS / "tokenizer-small-v2") -> None:
     dst = shipped_dir(SHIPPED["tokenizer"])
     _copy(run / "export", dst)
     for ext in ("csv", "png"):  # the held-out curve written by recipes/tokenizer_curve.py
-        src = RUNS / "curve" / f"tokenizer-small-v2.{ext}"
+        src = RUNS / "curve" / f"{run.name}.{ext}"
         if src.is_file():
             shutil.copy(src, dst / f"curve.{ext}")
     tok = VideoTokenizer.from_pretrained(dst)
@@ -68,6 +67,7 @@ def publish_tokenizer() -> None:
     bpp = round(_bpp(cfg), 4)
     card = {"model": "tokenizer-small", "version": 2, "steps": steps, "steps_before_on_5_frame_clips": V1_STEPS,
             "trained_clip_frames": cfg.group_frames, "bpp_uniform_17x64x64": bpp,
+            "lpips_weight_by_step": {"0-1000": 0.1, "1000-": 1.0},
             "params": sum(p.numel() for p in tok.parameters()), "heldout_slice": {"max_items": 6},
             "metrics": metrics, "v1_same_slice": V1}
     md = f"""# tokenizer-small (v2)
@@ -88,10 +88,11 @@ A small MAGVIT-2 tokenizer (causal 3D CNN + LFQ) trained by `recipes/train_shipp
   synthesised over 68 of the 77 Debian wallpaper photos (`data.photos`, fetched by the recipe); random
   17x64x64 crops. Held out: carphone, two in-package photos (coffee, flower) and 9 of the wallpapers.
 - Training: v1 ({V1_STEPS} steps on 5-frame clips, the previous release), then {steps} steps on 17-frame clips
-  (batch 4, Adam (0, 0.99), lr 5e-4 on a cosine schedule; the first 400 steps on a 600-step schedule, then
-  resumed on a 1,200-step schedule and stopped at step {steps} for time; L2 + 0.1 LPIPS + LFQ entropy (annealed) + commitment, GAN with a
-  StyleGAN 3D discriminator, LeCam and lazy R1 from step 50, EMA 0.995). `curve.csv` / `curve.png`: held-out
-  PSNR and LPIPS of the EMA weights against the step of the 17-frame stage.
+  (batch 4, Adam (0, 0.99), lr 5e-4 peak on a cosine schedule that was lengthened as the run was resumed:
+  600 steps for steps 0-400, 1,200 for 400-800, 2,400 for 800-1,000 and 2,000 for 1,000-2,000). Loss: L2 +
+  LPIPS (weight 0.1 to step 1,000, then 1.0: the A/B is in `benchmarks/RESULTS.md`) + LFQ entropy
+  (annealed) + commitment, GAN with a StyleGAN 3D discriminator, LeCam and lazy R1 from step 50, EMA 0.995.
+  `curve.csv` / `curve.png`: held-out PSNR and LPIPS of the EMA weights against the step of the 17-frame stage.
 
 ## Held-out reconstruction (17x64x64 clips of carphone and the held-out photos as static clips, first 6 items, groups of {cfg.group_frames} frames)
 
@@ -220,11 +221,14 @@ general video generator. `configs/lm/video-17x128.yaml` is the GPU-scale recipe.
 
 
 if __name__ == "__main__":
-    # usage: publish.py [tokenizer] [digits] [--digits-run RUN_DIR]
+    # usage: publish.py [tokenizer] [digits] [--tokenizer-run RUN_DIR] [--digits-run RUN_DIR]
     args = sys.argv[1:]
-    digits_run = Path(args.pop(args.index("--digits-run") + 1)) if "--digits-run" in args else RUNS / "digits-lm-v3"
-    which = [a for a in args if a != "--digits-run"] or ["tokenizer", "digits"]
+    runs = {"--tokenizer-run": RUNS / "tokenizer-small-v2", "--digits-run": RUNS / "digits-lm-v3"}
+    for flag in runs:
+        if flag in args:
+            runs[flag] = Path(args.pop(args.index(flag) + 1))
+    which = [a for a in args if a not in runs] or ["tokenizer", "digits"]
     if "tokenizer" in which:
-        publish_tokenizer()
+        publish_tokenizer(runs["--tokenizer-run"])
     if "digits" in which:
-        publish_digits(digits_run)
+        publish_digits(runs["--digits-run"])
