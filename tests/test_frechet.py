@@ -178,6 +178,8 @@ def test_fvd_requires_weights(tmp_path) -> None:
         feat.I3DExtractor(tmp_path / "sd.pt")
 
 
+# The reference I3D is distributed as a TorchScript file; writing one needs torch.jit.script (deprecated in torch 2.13)
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 def test_i3d_torchscript_and_state_dict(tmp_path) -> None:
     torch.manual_seed(0)
     ref = _FakeI3D()
