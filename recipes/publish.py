@@ -89,7 +89,8 @@ A small MAGVIT-2 tokenizer (causal 3D CNN + LFQ) trained by `recipes/train_shipp
   17x64x64 crops. Held out: carphone, two in-package photos (coffee, flower) and 9 of the wallpapers.
 - Training: v1 ({V1_STEPS} steps on 5-frame clips, the previous release), then {steps} steps on 17-frame clips
   (batch 4, Adam (0, 0.99), lr 5e-4 peak on a cosine schedule that was lengthened as the run was resumed:
-  600 steps for steps 0-400, 1,200 for 400-800, 2,400 for 800-1,000 and 2,000 for 1,000-2,000). Loss: L2 +
+  600 steps for steps 0-400, 1,200 for 400-800, 2,400 for 800-1,000, 2,000 for 1,000-2,000 and 2,800 for
+  2,000-2,800). Loss: L2 +
   LPIPS (weight 0.1 to step 1,000, then 1.0: the A/B is in `benchmarks/RESULTS.md`) + LFQ entropy
   (annealed) + commitment, GAN with a StyleGAN 3D discriminator, LeCam and lazy R1 from step 50, EMA 0.995.
   `curve.csv` / `curve.png`: held-out PSNR and LPIPS of the EMA weights against the step of the 17-frame stage.
