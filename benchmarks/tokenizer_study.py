@@ -93,11 +93,10 @@ def main() -> None:
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "study.csv"
-    kept = []
+    rows = []
     if path.exists():  # earlier candidates stay unless rerun now
         with path.open(newline="") as f:
-            kept = [r for r in csv.DictReader(f) if r["candidate"] not in args.only]
-    rows = kept
+            rows = [r for r in csv.DictReader(f) if r["candidate"] not in args.only]
     for name in args.only:
         rows.append(run_candidate(name, args))
         with path.open("w", newline="") as f:  # rewritten after each candidate: partial results survive
