@@ -1,17 +1,17 @@
-"""Fit the codec's static prior for a tokenizer on its training data and store it beside the weights.
+"""Fit the codec's static and context priors for a tokenizer on its training data; store them beside the weights.
 
 Usage: ``python recipes/fit_static_prior.py [MODEL_DIR] [--clips N]`` (default: the shipped tokenizer-small).
 
 Tokenizes ``--clips`` deterministic clips of the training split of the data the tokenizer was trained on
 (``packaged-all``: the in-package training clips and photos, plus ``runs/data/photos`` when the recipe
-fetched them), counts sub-token frequencies (``magvit2.codec.fit_static_prior``, Laplace smoothing) and writes
-``static_prior.safetensors`` into MODEL_DIR, where ``magvit2 compress --prior static`` finds it. Held-out
-clips and photos are never counted.
+fetched them), counts sub-token frequencies (``magvit2.codec.fit_static_prior``) and each bit's value per
+neighbourhood context (``magvit2.codec.fit_context_prior``), both with Laplace smoothing, and writes
+``static_prior.safetensors`` and ``context_prior.safetensors`` into MODEL_DIR, where
+``magvit2 compress --prior static`` / ``--prior context`` find them. Held-out clips and photos are never counted.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from magvit2.codec.context import CONTEXT_PRIOR_FILENAME, fit_context_prior  # noqa: E402
 from magvit2.codec.priors import STATIC_PRIOR_FILENAME, default_split, fit_static_prior  # noqa: E402
 from magvit2.data import DataConfig, build_dataset  # noqa: E402
 from magvit2.models import load_tokenizer  # noqa: E402
@@ -48,9 +49,13 @@ def main() -> None:
         video = torch.stack([ds[j]["video"] for j in picks[i:i + args.batch]])
         tokens.append(tok.encode(video))
     tokens = torch.cat(tokens)
-    prior = fit_static_prior(tokens, default_split(tok.config.token_bits))
-    prior.save(model_dir / STATIC_PRIOR_FILENAME)
-    print(f"{len(picks)} clips of {len(ds)}, {tokens.numel()} tokens -> {model_dir / STATIC_PRIOR_FILENAME}")
+    static = fit_static_prior(tokens, default_split(tok.config.token_bits))
+    static.save(model_dir / STATIC_PRIOR_FILENAME)
+    context = fit_context_prior(tokens, tok.config.token_bits)
+    context.save(model_dir / CONTEXT_PRIOR_FILENAME)
+    print(f"{len(picks)} clips of {len(ds)}, {tokens.numel()} tokens -> {model_dir / STATIC_PRIOR_FILENAME} "
+          f"({static.bits_per_token():.3f} bits/token), {model_dir / CONTEXT_PRIOR_FILENAME} "
+          f"({context.bits_per_token(tokens):.3f} bits/token on these clips)")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def targets(tok):
 
 
 def test_seed_corpus_decodes(tok, targets) -> None:
-    assert [t.name for t in targets] == ["uniform", "static", "lm"]
+    assert [t.name for t in targets] == ["uniform", "static", "lm", "context"]
     report = run_fuzz(tok, targets, 0)
     assert report.inputs == 0
     for t in targets:

@@ -18,7 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_arg(p)
     p.add_argument("--prior", choices=prior_kinds(), default="uniform",
                    help="entropy model: uniform (d bits/token), static (per-sub-token table beside the model), "
-                        "lm (a masked token model, --lm DIR)")
+                        "lm (a masked token model, --lm DIR), context (per-bit tables given neighbouring bits, beside "
+                        "the model)")
     p.add_argument("--lm", default=None, help="generator directory for --prior lm (its tokenizer is used)")
     p.add_argument("--size", type=int, default=None, help="resize the short side before coding")
     p.add_argument("--max-frames", type=int, default=None)

@@ -224,7 +224,7 @@ class VideoCodec:
                 if idx.min() < 0 or idx.max() >= 2**g.bits:
                     raise ValueError(f"tokenizer.encode returned ids outside [0, 2**{g.bits})")
                 sub = split_indices(rearrange(idx, "t h w -> (t h w)"), self.prior.bits_per_group)
-                payloads.append(self.prior.encode(sub.numpy()))
+                payloads.append(self.prior.encode(sub.numpy(), tuple(idx.shape)))
                 entries.append(GroupEntry(n, 0, 0))
                 tokens.append(idx)
         h, w = size or (0, 0)
@@ -273,7 +273,7 @@ class VideoCodec:
             shape = self.tokenizer.config.latent_shape(g.coded_frames(entry.frames), hp, wp)
             n = shape[0] * shape[1] * shape[2]
             try:
-                sub = prior.decode(payload, n)
+                sub = prior.decode(payload, n, shape)
             except CodecError:
                 raise
             except (ValueError, RuntimeError) as e:  # constriction reports exhausted / invalid streams this way

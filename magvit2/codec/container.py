@@ -13,7 +13,7 @@ Layout (little-endian, every field fixed-size)::
     spatial       B    tokenizer spatial downsampling factor
     temporal      B    tokenizer temporal downsampling factor
     token_bits    B    bits per token
-    prior_kind    B    prior code (magvit2.codec.priors.PRIORS: 0 uniform, 1 static, 2 lm)
+    prior_kind    B    prior code (magvit2.codec.priors.PRIORS: 0 uniform, 1 static, 2 lm, 3 context)
     lm_chunks     H    decoding chunks per group (lm prior; 0 otherwise)
     lm_order      B    0 raster, 1 strided (lm prior)
     num_split     B    number of sub-tokens per token, then num_split x B (bits of each)

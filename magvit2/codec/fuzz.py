@@ -33,6 +33,7 @@ import torch
 
 from magvit2.codec.compress import CodecConfig, VideoCodec
 from magvit2.codec.container import CodecError, DecodeLimits, GroupEntry, RawHeader, parse_raw_header, pack_raw_header
+from magvit2.codec.context import fit_context_prior
 from magvit2.codec.priors import LMPrior, TokenPrior, fit_static_prior
 
 __all__ = ["FuzzTarget", "FuzzReport", "seed_corpus", "mutate", "run_fuzz"]
@@ -95,7 +96,7 @@ def _frames(t: int, h: int, w: int, seed: int) -> np.ndarray:
 
 
 def seed_corpus(tokenizer: Any) -> list[FuzzTarget]:
-    """Small valid files of ``tokenizer``: uniform prior (two groups, a size that needs padding), static, LM.
+    """Small valid files of ``tokenizer``: uniform prior (two groups, a size that needs padding), static, LM, context.
 
     Small on purpose: a campaign spends its time decoding the mutants that stay valid.
     """
@@ -110,7 +111,10 @@ def seed_corpus(tokenizer: Any) -> list[FuzzTarget]:
     lm = LMPrior(_Neighbour(split), split, num_chunks=3, order="strided")
     static_file = VideoCodec(tokenizer, static, config).encode(_frames(group, 8, 8, 1), fps=30).data
     lm_file = VideoCodec(tokenizer, lm, config).encode(_frames(group, 16, 16, 2), fps=30).data
-    return [FuzzTarget("uniform", enc.data), FuzzTarget("static", static_file, static), FuzzTarget("lm", lm_file, lm)]
+    context = fit_context_prior(torch.stack(enc.tokens[:1]), tokenizer.config.token_bits)
+    context_file = VideoCodec(tokenizer, context, config).encode(_frames(group + 1, 12, 10, 3), fps=30).data
+    return [FuzzTarget("uniform", enc.data), FuzzTarget("static", static_file, static), FuzzTarget("lm", lm_file, lm),
+            FuzzTarget("context", context_file, context)]
 
 
 # ----- mutations -------------------------------------------------------------------------------

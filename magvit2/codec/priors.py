@@ -3,7 +3,7 @@
 A token of ``d`` bits is coded as ``g`` sub-tokens (``split_indices``), each a
 symbol of a ``2**bits_g`` alphabet. Priors live in one registry (:data:`PRIORS`: kind -> class,
 header code, loader); a new prior is one :class:`TokenPrior` subclass plus one
-:func:`register_prior` line. Three are built in:
+:func:`register_prior` line. Four are built in:
 
 - :class:`UniformPrior`: every sub-token uniform, exactly ``d`` bits per token
   (plus a few bytes of coder flush per group) - the baseline.
@@ -15,6 +15,8 @@ header code, loader); a new prior is one :class:`TokenPrior` subclass plus one
   probabilities come from ``logits_fn(tokens, known)`` evaluated on the tokens
   of earlier chunks only (unknown tokens are zeroed, so the model sees
   identical inputs in the encoder and the decoder).
+- :class:`~magvit2.codec.context.ContextPrior`: every token bit under a fitted table
+  ``p(bit | the same bit at neighbouring positions)``, stored beside the model.
 
 Shapes: ``n`` token positions of one group (raster order t, h, w), ``g`` sub-tokens per token,
 ``k`` alphabet size of a sub-token (``2**bits_g``).
@@ -92,11 +94,11 @@ class TokenPrior(ABC):
         """sha256 identifying this prior (kind, split and parameters); goes into the file fingerprint."""
 
     @abstractmethod
-    def encode(self, sub: np.ndarray) -> bytes:
-        """``sub [n, g]`` sub-tokens of one group -> payload bytes."""
+    def encode(self, sub: np.ndarray, grid: Sequence[int] | None = None) -> bytes:
+        """``sub [n, g]`` sub-tokens of one group (``grid``: its token grid ``(t, h, w)``) -> payload bytes."""
 
     @abstractmethod
-    def decode(self, data: bytes, n: int) -> np.ndarray:
+    def decode(self, data: bytes, n: int, grid: Sequence[int] | None = None) -> np.ndarray:
         """Payload bytes -> ``[n, g]`` int64 sub-tokens (exact inverse of :meth:`encode`)."""
 
     def header_fields(self) -> dict[str, Any]:
@@ -120,14 +122,14 @@ class _ContextFreePrior(TokenPrior):
     def counts(self) -> list[np.ndarray]:
         """One int64 ``[2**bits_j]`` count vector per sub-token, each summing to ``2**PRECISION``."""
 
-    def encode(self, sub: np.ndarray) -> bytes:
+    def encode(self, sub: np.ndarray, grid: Sequence[int] | None = None) -> bytes:
         sub = _check_sub(sub, self.bits_per_group)
         w = RangeWriter()
         for j, c in enumerate(self.counts()):
             w.encode_iid(sub[:, j], c)
         return w.finish()
 
-    def decode(self, data: bytes, n: int) -> np.ndarray:
+    def decode(self, data: bytes, n: int, grid: Sequence[int] | None = None) -> np.ndarray:
         r = RangeReader(data)
         cols = [r.decode_iid(n, c) for c in self.counts()]
         r.finish()  # the payload must be exactly the coding of these symbols
@@ -196,33 +198,46 @@ class StaticPrior(_ContextFreePrior):
 
         A directory means ``dir/static_prior.safetensors`` (beside a ``save_pretrained`` model).
         """
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        if path.is_dir():
-            path = path / STATIC_PRIOR_FILENAME
-        tensors = {f"freqs_{j}": torch.from_numpy(f.copy()) for j, f in enumerate(self.freqs)}
+        tensors = {f"freqs_{j}": f for j, f in enumerate(self.freqs)}
         meta = {"kind": "static", "bits_per_group": ",".join(map(str, self.bits_per_group))}
-        with atomic_write(path) as tmp:
-            save_file(tensors, str(tmp), metadata=meta)
+        save_tables(path, STATIC_PRIOR_FILENAME, tensors, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> "StaticPrior":
         """Read a file written by :meth:`save` (a directory means ``dir/static_prior.safetensors``)."""
-        from safetensors import safe_open
+        meta, tensors = load_tables(path, STATIC_PRIOR_FILENAME, "static", lambda m: "bits_per_group" in m)
+        split = tuple(int(b) for b in meta["bits_per_group"].split(","))
+        return cls(split, [tensors[f"freqs_{j}"] for j in range(len(split))])
 
-        path = Path(path)
-        if path.is_dir():
-            path = path / STATIC_PRIOR_FILENAME
-        if not path.is_file():
-            raise FileNotFoundError(f"static prior not found: {path} (expected a safetensors file)")
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("kind") != "static" or "bits_per_group" not in meta:
-                raise CodecError(f"{path}: not a static prior file (metadata {meta})")
-            split = tuple(int(b) for b in meta["bits_per_group"].split(","))
-            freqs = [f.get_tensor(f"freqs_{j}").numpy() for j in range(len(split))]
-        return cls(split, freqs)
+
+def save_tables(path: str | Path, filename: str, tensors: dict[str, np.ndarray], meta: dict[str, str]) -> None:
+    """A fitted prior's integer tables as one safetensors file (atomically); a directory means ``dir/filename``."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / filename
+    with atomic_write(path) as tmp:
+        save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()}, str(tmp), metadata=meta)
+
+
+def load_tables(path: str | Path, filename: str, kind: str,
+                valid: Callable[[dict[str, str]], bool]) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """Read :func:`save_tables`' file: (metadata, tensors). FileNotFoundError when absent; CodecError unless its
+    metadata names ``kind`` and passes ``valid``."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / filename
+    if not path.is_file():
+        raise FileNotFoundError(f"{kind} prior not found: {path} (expected a safetensors file)")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        if meta.get("kind") != kind or not valid(meta):
+            raise CodecError(f"{path}: not a {kind} prior file this version reads (metadata {meta})")
+        tensors = {k: f.get_tensor(k).numpy() for k in f.keys()}
+    return meta, tensors
 
 
 def fit_static_prior(indices: torch.Tensor | np.ndarray, bits_per_group: Sequence[int], alpha: int = 1) -> StaticPrior:
@@ -312,7 +327,7 @@ class LMPrior(TokenPrior):
             out.append(counts_from_logits(picked[:, j, : 2**b]))
         return out
 
-    def encode(self, sub: np.ndarray) -> bytes:
+    def encode(self, sub: np.ndarray, grid: Sequence[int] | None = None) -> bytes:
         sub = _check_sub(sub, self.bits_per_group)
         n = sub.shape[0]
         known = np.zeros(n, dtype=bool)
@@ -323,7 +338,7 @@ class LMPrior(TokenPrior):
             known[pos] = True
         return w.finish()
 
-    def decode(self, data: bytes, n: int) -> np.ndarray:
+    def decode(self, data: bytes, n: int, grid: Sequence[int] | None = None) -> np.ndarray:
         g = len(self.bits_per_group)
         sub = np.zeros((n, g), dtype=np.int64)
         known = np.zeros(n, dtype=bool)
@@ -444,3 +459,5 @@ def _load_lm(src: PriorSource) -> "LMPrior":
 register_prior("uniform", 0, _load_uniform)(UniformPrior)
 register_prior("static", 1, _load_static, needs="the tokenizer's directory")(StaticPrior)
 register_prior("lm", 2, _load_lm, needs="a generator directory")(LMPrior)
+
+import magvit2.codec.context  # noqa: E402,F401  (registers the "context" prior, code 3)

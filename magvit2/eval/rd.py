@@ -194,7 +194,7 @@ def plot_rd(points: Sequence[RDPoint], videos: Sequence[str], metrics: Sequence[
                 pts = [p for p in pts if math.isfinite(getattr(p, metric))]
                 if not pts:
                     continue
-                style = dict(marker="*", markersize=12, linestyle="none") if codec == "magvit2" else dict(marker="o")
+                style = dict(marker="*", markersize=12, linestyle="none") if codec.startswith("magvit2") else dict(marker="o")
                 ax.plot([p.bpp for p in pts], [getattr(p, metric) for p in pts], label=codec, **style)
             ax.set_xscale("log")
             ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
