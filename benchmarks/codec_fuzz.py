@@ -5,7 +5,7 @@
     python benchmarks/codec_fuzz.py --inputs 2000 --model DIR            # a trained tokenizer
     python benchmarks/codec_fuzz.py --attacks                            # the forged files, timed
 
-The seed files (uniform, static and LM prior) come from the ``tiny`` preset with
+The seed files (uniform, static, LM and context prior) come from the ``tiny`` preset with
 fixed random weights, or from ``--model``. Mutants are those of
 :mod:`magvit2.codec.fuzz` (header fields, sub-token split, group table,
 payloads; sizes and CRCs recomputed) and are decoded fully with the limits

@@ -79,7 +79,10 @@ A small MAGVIT-2 tokenizer (causal 3D CNN + LFQ) trained by `recipes/train_shipp
 - Architecture: base {cfg.base_channels} channels, multipliers {cfg.channel_multipliers}, {cfg.num_res_blocks} residual
   block per stage, {cfg.spatial_factor}x spatial and {cfg.temporal_factor}x temporal downsampling (17 frames -> 5),
   {cfg.bits} bits per token (vocabulary {cfg.codebook_size}), {card['params']:,} parameters (fp32, 9 MB).
-  At 17x64x64 that is {bpp} bits per pixel with the uniform prior.
+  At 17x64x64 that is {bpp} bits per pixel with the uniform prior. Beside the weights, the codec's static and
+  context priors (`--prior static|context`), fitted on training clips by `recipes/fit_static_prior.py`; the
+  context prior codes each bit given the same bit at neighbouring positions, and its held-out rates are in
+  `benchmarks/RESULTS.md` (`benchmarks/codec_priors.py`).
 - Temporal receptive field (`magvit2 info`): {rf.encoder} input frames per latent frame, {rf.decoder} latent
   frames per output frame. Past the training clips, one long causal stream meets latents training never
   showed; measure with `benchmarks/stream_psnr.py` before raising `--gop` above {cfg.group_frames}.
@@ -89,10 +92,13 @@ A small MAGVIT-2 tokenizer (causal 3D CNN + LFQ) trained by `recipes/train_shipp
   17x64x64 crops. Held out: carphone, two in-package photos (coffee, flower) and 9 of the wallpapers.
 - Training: v1 ({V1_STEPS} steps on 5-frame clips, the previous release), then {steps} steps on 17-frame clips
   (batch 4, Adam (0, 0.99), lr 5e-4 peak on a cosine schedule that was lengthened as the run was resumed:
-  600 steps for steps 0-400, 1,200 for 400-800, 2,400 for 800-1,000, 2,000 for 1,000-2,000 and 2,800 for
-  2,000-2,800). Loss: L2 +
-  LPIPS (weight 0.1 to step 1,000, then 1.0: the A/B is in `benchmarks/RESULTS.md`) + LFQ entropy
-  (annealed) + commitment, GAN with a StyleGAN 3D discriminator, LeCam and lazy R1 from step 50, EMA 0.995.
+  600 steps for steps 0-400, 1,200 for 400-800, 2,400 for 800-1,000, 2,000 for 1,000-2,000, 2,800 for
+  2,000-2,800, then 5,000 from step 2,800 with the peak lowered to 3e-4 (discriminator 1.2e-4), stopped at
+  step 4,700 with the lr at 11% of its peak: held-out LPIPS had been flat since step 4,100, and PSNR rose
+  0.04 dB over those 600 steps).
+  Loss: L2 + LPIPS (weight 0.1 to step 1,000, then 1.0: the A/B is in `benchmarks/RESULTS.md`) + LFQ
+  entropy (annealed) + commitment, GAN with a StyleGAN 3D discriminator, LeCam and lazy R1 from step 50,
+  EMA 0.995.
   `curve.csv` / `curve.png`: held-out PSNR and LPIPS of the EMA weights against the step of the 17-frame stage.
 
 ## Held-out reconstruction (17x64x64 clips of carphone and the held-out photos as static clips, first 6 items, groups of {cfg.group_frames} frames)

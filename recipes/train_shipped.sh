@@ -7,11 +7,13 @@
 #   stage                                            CPU-hours (measured)
 #   0. photos: apt-get download + unpack + resize    < 0.01
 #   1a. tokenizer-small v1 (5-frame clips, 1,200 st) ~ 0.7   (the starting point of 1b)
-#   1b. tokenizer-small v2 (17-frame clips + photos) ~ 4.7   (2,800 steps of batch 4 in two phases. Steps 0-1,000
+#   1b. tokenizer-small v2 (17-frame clips + photos) ~ 8.2   (4,700 steps of batch 4 in three phases. Steps 0-1,000
 #       with LPIPS weight 0.1: ~1.7 CPU-h, 2.7 h wall on the shared machine; the schedule was lengthened as
 #       the run was resumed (600, 1,200, 2,400 steps). Steps 1,000-2,800 with LPIPS weight 1.0: ~3.0 CPU-h,
 #       110 min wall, one thread to step 1,425 (beside the weight-0.1 branch of the A/B, 0.6 CPU-h, not
-#       needed to reproduce), then two; on a 2,000-step schedule, then resumed on a 2,800-step one)
+#       needed to reproduce), then two; on a 2,000-step schedule, then resumed on a 2,800-step one.
+#       Steps 2,800-4,700 on a 5,000-step schedule with lower peak lrs: ~3.5 CPU-h, 118 min wall on two
+#       threads; stopped at 4,700, where the held-out curve had flattened, and exported with steps=4700)
 #   1c. digits tokenizer (1,500 steps)               ~ 0.5
 #   2. tokenize 12,000 digit clips                   ~ 0.05
 #   3. digits LM (3,000 steps)                       ~ 1.3   (2 threads, ~40 min wall on an idle machine)
@@ -45,7 +47,7 @@ fi
 #     camera motion over the Debian photos; LPIPS, GAN with LeCam, EMA, entropy annealing. The
 #     equal-budget study that chose this layout: benchmarks/tokenizer_study.py. Two phases:
 #     steps 0-1,000 with the paper's LPIPS weight 0.1 (runs/tokenizer-small-v2, started from v1,
-#     whose weights are in the git history), then steps 1,000-2,800 with LPIPS weight 1.0
+#     whose weights are in the git history), then steps 1,000-4,700 with LPIPS weight 1.0
 #     (runs/tokenizer-small-v2-lpips), continued from phase 1's step-1,000 checkpoint, optimizer state
 #     and all (the A/B of that switch: benchmarks/RESULTS.md). On a machine without local checkpoints,
 #     phase 2 starts from the committed weights (init_from, weights only), so the shipped model is
@@ -65,6 +67,11 @@ tokenizer_v2() {
         fi
     fi
     $NICE $M2 train tokenizer --config small steps=2800 loss.perceptual_weight=1.0 out_dir=$P2 $INIT
+    # phase 3: resumed on a 5,000-step schedule with the peak learning rates lowered (G 3e-4, D 1.2e-4);
+    # the shipped weights stopped at step 4,700 (stop the run after checkpoint step_0004700.pt, then
+    # rerun this line with steps=4700, which resumes there and only exports)
+    $NICE $M2 train tokenizer --config small steps=5000 loss.perceptual_weight=1.0 optim.lr=3e-4 \
+        disc_optim.lr=1.2e-4 out_dir=$P2
 }
 tokenizer_v2 &
 
@@ -91,7 +98,8 @@ $NICE $PY recipes/finetune_lm.py runs/digits-lm-v2/export model.groups=1 model.c
     ckpt_every=100 progress=false
 
 # 4. The tokenizer's held-out curve (phase 1 up to step 1,000, then phase 2), the exports copied into
-#    the package with the cards' figures measured, and the codec's static prior for the new tokenizer.
+#    the package with the cards' figures measured, and the codec's static and context priors for the new
+#    tokenizer.
 if [ -d "$P1/checkpoints" ]; then
     $PY recipes/tokenizer_curve.py $P1 runs/curve/tokenizer-small-v2-lpips --every 50 --until 1000
 fi
