@@ -33,7 +33,9 @@ import torch
 
 from magvit2.codec.container import CodecError
 from magvit2.codec.entropy import PRECISION, RangeReader, RangeWriter, counts_from_weights
-from magvit2.codec.priors import PriorSource, TokenPrior, _check_sub, load_tables, register_prior, save_tables
+from magvit2.codec.priors import (
+    PriorSource, TokenPrior, _check_sub, file_beside_model, load_tables, register_prior, save_tables,
+)
 from magvit2.quantizers.factorize import split_indices
 
 __all__ = ["ContextPrior", "CONTEXT_PRIOR_FILENAME", "NUM_CONTEXTS", "fit_context_prior", "frame_contexts"]
@@ -183,13 +185,7 @@ def fit_context_prior(indices: torch.Tensor | np.ndarray, bits: int, alpha: int 
 
 
 def _load_context(src: PriorSource) -> ContextPrior:
-    if src.model_dir is None:
-        raise CodecError("the context prior is stored beside its tokenizer: pass the model directory "
-                         "(or prior_obj=ContextPrior.load(DIR))")
-    path = Path(src.model_dir) / CONTEXT_PRIOR_FILENAME
-    if not path.is_file():
-        raise FileNotFoundError(f"no {CONTEXT_PRIOR_FILENAME} in {src.model_dir}; fit one with "
-                                "magvit2.codec.fit_context_prior")
+    path = file_beside_model(src, CONTEXT_PRIOR_FILENAME, "context", ContextPrior, "fit_context_prior")
     prior = ContextPrior.load(path)
     if prior.bits != src.tokenizer.config.token_bits:
         raise CodecError(f"{path} models {prior.bits}-bit tokens, the tokenizer has {src.tokenizer.config.token_bits}")

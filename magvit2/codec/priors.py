@@ -435,14 +435,20 @@ def _load_uniform(src: PriorSource) -> UniformPrior:
     return UniformPrior(default_split(src.tokenizer.config.token_bits, src.max_subtoken_bits))
 
 
-def _load_static(src: PriorSource) -> StaticPrior:
+def file_beside_model(src: PriorSource, filename: str, kind: str, cls: type, fit: str) -> Path:
+    """A fitted prior's file in the tokenizer's directory: CodecError without a directory,
+    FileNotFoundError (naming ``fit``, the function that fits one) when the file is absent."""
     if src.model_dir is None:
-        raise CodecError("the static prior is stored beside its tokenizer: pass the model directory "
-                         "(or prior_obj=StaticPrior.load(DIR))")
-    path = Path(src.model_dir) / STATIC_PRIOR_FILENAME
+        raise CodecError(f"the {kind} prior is stored beside its tokenizer: pass the model directory "
+                         f"(or prior_obj={cls.__name__}.load(DIR))")
+    path = Path(src.model_dir) / filename
     if not path.is_file():
-        raise FileNotFoundError(f"no {STATIC_PRIOR_FILENAME} in {src.model_dir}; fit one with magvit2.codec.fit_static_prior")
-    return StaticPrior.load(path)
+        raise FileNotFoundError(f"no {filename} in {src.model_dir}; fit one with magvit2.codec.{fit}")
+    return path
+
+
+def _load_static(src: PriorSource) -> StaticPrior:
+    return StaticPrior.load(file_beside_model(src, STATIC_PRIOR_FILENAME, "static", StaticPrior, "fit_static_prior"))
 
 
 def _load_lm(src: PriorSource) -> "LMPrior":
