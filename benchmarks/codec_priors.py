@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from magvit2.codec import CodecConfig, VideoCodec
+from magvit2.codec import CodecConfig, PriorSource, VideoCodec, load_prior
 from magvit2.data.io import read_media
 from magvit2.data.packaged import packaged_split
 from magvit2.data.transforms import center_crop, resize_short_side, to_tensor, to_uint8
-from magvit2.models import load_codec_models
+from magvit2.models import load_tokenizer
+from magvit2.pretrained import default_model_dir
 
 PRIORS = ("uniform", "static", "context")
 
@@ -63,8 +64,9 @@ def main() -> None:
     p.add_argument("--csv", type=Path, default=None)
     args = p.parse_args()
     torch.set_num_threads(1)
-    models = {kind: load_codec_models(args.model, prior=kind) for kind in PRIORS}
-    tok = models["uniform"][0]
+    model_dir = Path(args.model) if args.model else default_model_dir("tokenizer")
+    tok = load_tokenizer(model_dir)
+    priors = {kind: load_prior(kind, PriorSource(tok, model_dir)) for kind in PRIORS}
     config = CodecConfig(group_frames=tok.config.group_frames)
     rows = []
     for size in args.sizes:
@@ -73,8 +75,7 @@ def main() -> None:
             row = {"clip": name, "frames": frames.shape[0], "size": size}
             ref = None
             for kind in PRIORS:
-                t, prior = models[kind]
-                codec = VideoCodec(t, prior, config)
+                codec = VideoCodec(tok, priors[kind], config)
                 enc = codec.encode(frames, 25.0)
                 dec = codec.decode_tokens(enc.data)[1]
                 ref = ref if ref is not None else enc.tokens

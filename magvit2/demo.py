@@ -42,24 +42,24 @@ def _tokenizer(res: DemoResult):
 
     try:
         path = default_model_dir("tokenizer")
-        return load_tokenizer(path), f"shipped `{path.name}`"
+        return load_tokenizer(path), f"shipped `{path.name}`", path
     except FileNotFoundError:
         torch.manual_seed(0)
         _log(res, "WARNING: no shipped tokenizer in this build; using an UNTRAINED tiny tokenizer (results are noise).")
-        return VideoTokenizer(TokenizerConfig.preset("tiny")).eval(), "untrained tiny (no shipped weights)"
+        return VideoTokenizer(TokenizerConfig.preset("tiny")).eval(), "untrained tiny (no shipped weights)", None
 
 
-def _context_prior(tok):
-    """The shipped tokenizer's fitted context prior, or None (an untrained fallback, or a build without one)."""
-    from magvit2.codec import CONTEXT_PRIOR_FILENAME, ContextPrior
-    from magvit2.pretrained import default_model_dir
+def _context_prior(tok, model_dir: Path | None):
+    """The context prior fitted beside the tokenizer in ``model_dir``, or None (the untrained fallback, or a
+    build without one)."""
+    from magvit2.codec import PriorSource, load_prior
 
+    if model_dir is None:
+        return None
     try:
-        path = default_model_dir("tokenizer") / CONTEXT_PRIOR_FILENAME
+        return load_prior("context", PriorSource(tok, model_dir))
     except FileNotFoundError:
         return None
-    prior = ContextPrior.load(path) if path.is_file() else None
-    return prior if prior is not None and prior.bits == tok.config.token_bits else None
 
 
 def _generator(res: DemoResult):
@@ -84,7 +84,7 @@ def _reconstruction_and_codec(res: DemoResult, out: Path, size: int, frames_n: i
     from magvit2.eval.rd import interpolate_at_bpp, rd_curve_anchor, plot_rd
     from magvit2.files import write_bytes_atomic
 
-    tok, tok_name = _tokenizer(res)
+    tok, tok_name, tok_dir = _tokenizer(res)
     clip_path = packaged_split("test", "videos")[0]
     clip = read_media(clip_path, max_frames=frames_n)
     frames = to_uint8(crop_to_multiple(resize_short_side(to_tensor(clip.frames)[None], size), 8)[0])
@@ -92,7 +92,8 @@ def _reconstruction_and_codec(res: DemoResult, out: Path, size: int, frames_n: i
     _log(res, f"clip: {clip_path.name} (held out from training), {t} frames at {w8}x{h8}; tokenizer: {tok_name}")
 
     t0 = time.perf_counter()
-    codec = VideoCodec(tok, "uniform", CodecConfig(group_frames=tok.config.group_frames))
+    config = CodecConfig(group_frames=tok.config.group_frames)
+    codec = VideoCodec(tok, "uniform", config)
     enc = codec.encode(frames, clip.fps or 25.0)
     dec = codec.decode(enc.data)
     dt = time.perf_counter() - t0
@@ -104,10 +105,9 @@ def _reconstruction_and_codec(res: DemoResult, out: Path, size: int, frames_n: i
     _log(res, f"magvit2: {enc.stats.num_bytes} bytes, {bpp:.4f} bpp, PSNR {m_psnr:.2f} dB, LPIPS {m_lpips:.4f} "
               f"({t / dt:.1f} frames/s encode+decode)")
     ours_rows = [f"| magvit2 (uniform prior) | {bpp:.4f} | {m_psnr:.2f} | {m_lpips:.4f} |"]
-    context = _context_prior(tok)
+    context = _context_prior(tok, tok_dir)
     ctx_bpp = math.nan
     if context is not None:  # the same tokens, so the same pixels, coded with fewer bits
-        config = CodecConfig(group_frames=tok.config.group_frames)
         cenc = VideoCodec(tok, context, config).encode(frames, clip.fps or 25.0)
         if not all(torch.equal(a, b) for a, b in zip(cenc.tokens, enc.tokens)):
             raise RuntimeError("the context prior changed the tokens; a prior may only change the bits")
