@@ -67,7 +67,9 @@ class TokenizerTrainConfig(RunConfig):
     loss: TokenizerLossConfig = field(default_factory=TokenizerLossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     disc_optim: OptimConfig = field(default_factory=OptimConfig)
-    init_from: str | None = None  #: image tokenizer directory to inflate from (or same-shape tokenizer to start from)
+    #: tokenizer directory to start from: the same layout, the same layout with fewer bits (grown), or an image
+    #: tokenizer (inflated)
+    init_from: str | None = None
     eval_batch: int = 4
 
 

@@ -8,6 +8,7 @@ started, the discriminator takes exactly one step on its loss (non-saturating
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from magvit2.eval.metrics import psnr
 from magvit2.losses.tokenizer_loss import TokenizerLoss
 from magvit2.quantizers import code_usage
 from magvit2.tokenizer.discriminator import StyleGANDiscriminator
+from magvit2.tokenizer.grow import grow_bits
 from magvit2.tokenizer.inflate import inflate_tokenizer
 from magvit2.tokenizer.model import VideoTokenizer
 from magvit2.train import distributed as dist_utils
@@ -55,6 +57,8 @@ class TokenizerTrainer(Trainer):
             src = VideoTokenizer.from_pretrained(cfg.init_from)
             if src.config == cfg.model:
                 model = src
+            elif src.config.bits < cfg.model.bits and replace(src.config, bits=cfg.model.bits) == cfg.model:
+                model = grow_bits(src, cfg.model.bits)  # same layout, more bits per token
             else:
                 model = inflate_tokenizer(src, cfg.model)
             model.quantizer.reduce_hook = hook
