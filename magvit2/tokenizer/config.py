@@ -3,7 +3,8 @@
 Presets (``TokenizerConfig.preset(name)``):
 
 - ``tiny``: what the tests use; 17x32x32 -> 5x8x8 tokens, 2^8 vocabulary.
-- ``small``: a CPU-trainable video+image tokenizer (the shipped default): 4x spatial, 4x temporal, 2^12.
+- ``small``: a CPU-trainable video+image tokenizer: 4x spatial, 4x temporal, 2^12. The shipped default
+  was trained in this layout, then grown to 2^16 (``bits=16``, :mod:`magvit2.tokenizer.grow`).
 - ``digits``: the moving-digits tokenizer: 9x32x32 -> 3x8x8 tokens, 2^10.
 - ``image-128``: the paper's 128x128 image tokenizer: base 128 channels,
   multipliers (1, 2, 2, 4), 18 bits, 2D kernels (temporal kernel 1).
