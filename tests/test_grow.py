@@ -18,20 +18,9 @@ from magvit2.train.config import TokenizerTrainConfig
 from magvit2.train.tokenizer_trainer import TokenizerTrainer
 
 
-def _trained_like_tiny() -> VideoTokenizer:
-    """A tiny tokenizer with non-trivial weights everywhere (adaptive norms included)."""
-    torch.manual_seed(0)
-    model = VideoTokenizer(TokenizerConfig.preset("tiny")).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if hasattr(m, "to_scale_bias"):
-                m.to_scale_bias.weight.normal_(0, 0.1)
-    return model
-
-
 @torch.no_grad()
-def test_grown_decoder_ignores_the_new_bits_and_keeps_the_old_decoding() -> None:
-    model = _trained_like_tiny()
+def test_grown_decoder_ignores_the_new_bits_and_keeps_the_old_decoding(conditioned_tokenizer) -> None:
+    model = conditioned_tokenizer()
     d = model.config.bits
     grown = grow_bits(model, d + 4).eval()
     assert grown.config.bits == d + 4 and grown.quantizer.codebook_size == 1 << (d + 4)
@@ -63,8 +52,8 @@ def test_grown_shipped_tokenizer_reconstructs_a_real_clip_as_before() -> None:
     assert abs(float(psnr(rec, video)) - float(psnr(ref, video))) < 0.5
 
 
-def test_grow_refuses_fewer_bits_and_other_quantizers() -> None:
-    model = _trained_like_tiny()
+def test_grow_refuses_fewer_bits_and_other_quantizers(conditioned_tokenizer) -> None:
+    model = conditioned_tokenizer()
     with pytest.raises(UserError, match="more than the trained"):
         grow_bits(model, model.config.bits)
     fsq = dataclasses.replace(TokenizerConfig.preset("tiny"), bits=4,
@@ -73,8 +62,8 @@ def test_grow_refuses_fewer_bits_and_other_quantizers() -> None:
         grow_bits(VideoTokenizer(fsq), 12)
 
 
-def test_trainer_grows_a_tokenizer_given_with_fewer_bits(tmp_path: Path) -> None:
-    model = _trained_like_tiny()
+def test_trainer_grows_a_tokenizer_given_with_fewer_bits(tmp_path: Path, conditioned_tokenizer) -> None:
+    model = conditioned_tokenizer()
     model.save_pretrained(tmp_path / "trained")
     base = TokenizerTrainConfig.preset("tiny")
     cfg = dataclasses.replace(base, model=dataclasses.replace(base.model, bits=base.model.bits + 2),

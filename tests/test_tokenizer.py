@@ -9,15 +9,8 @@ from magvit2.tokenizer import CheckpointError
 
 
 @pytest.fixture(scope="module")
-def tok() -> VideoTokenizer:
-    torch.manual_seed(0)
-    model = VideoTokenizer(TokenizerConfig.preset("tiny")).eval()
-    # Random non-zero adaptive norms so the decoder's conditioning path is exercised.
-    with torch.no_grad():
-        for m in model.modules():
-            if hasattr(m, "to_scale_bias"):
-                m.to_scale_bias.weight.normal_(0, 0.1)
-    return model
+def tok(conditioned_tokenizer) -> VideoTokenizer:
+    return conditioned_tokenizer()
 
 
 def _video(t: int, seed: int = 0, h: int = 32, w: int = 32) -> torch.Tensor:
